@@ -1,0 +1,55 @@
+"""The Celery app. Every periodic schedule of the product is defined here, in one place."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from celery import Celery, bootsteps
+from celery.schedules import crontab
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hls.settings")
+
+app = Celery("hls")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+app.conf.beat_schedule = {
+    "clear-expired-sessions": {
+        "task": "hls.tasks.clear_expired_sessions",
+        "schedule": crontab(hour="3", minute="17"),
+    },
+}
+
+
+class WorkerHeartbeat(bootsteps.StartStopStep):
+    """Writes a short-lived key to Redis while the worker runs; /healthz reads it."""
+
+    requires = ("celery.worker.components:Timer",)
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        self.tref: Any = None
+
+    def start(self, worker: Any) -> None:
+        from django.conf import settings
+
+        from hls.lib import health
+
+        def beat() -> None:
+            health.record_worker_heartbeat(worker.hostname, time.time())
+
+        beat()
+        self.tref = worker.timer.call_repeatedly(settings.WORKER_HEARTBEAT_SECONDS, beat)
+
+    def stop(self, worker: Any) -> None:
+        from hls.lib import health
+
+        if self.tref is not None:
+            self.tref.cancel()
+            self.tref = None
+        health.forget_worker(worker.hostname)
+
+
+app.steps["worker"].add(WorkerHeartbeat)

@@ -1,0 +1,41 @@
+import json
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from engagements.access import is_facilitator, requires_two_factor
+from engagements.demo import PEOPLE, load_demo
+from engagements.models import Membership, Organisation
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_demo_loads_every_persona_and_can_load_again(tmp_path):
+    credentials = tmp_path / "demo.json"
+    first = load_demo(credentials)
+    second = load_demo(credentials)
+    assert [login.password for login in first] == [login.password for login in second]
+    assert get_user_model().objects.count() == len(PEOPLE)
+    assert Organisation.objects.count() == 4
+    assert Membership.objects.count() == len(PEOPLE) - 1
+    saved = json.loads(credentials.read_text())
+    User = get_user_model()
+    for login in first:
+        assert User.objects.get(username=login.username).check_password(
+            saved["passwords"][login.username]
+        )
+
+
+def test_the_demo_has_the_roles_the_product_needs(tmp_path):
+    logins = {login.username: login for login in load_demo(tmp_path / "demo.json")}
+    User = get_user_model()
+    facilitator = User.objects.get(username="facilitator")
+    assert is_facilitator(facilitator)
+    assert requires_two_factor(facilitator)
+    assert (logins["facilitator"].otpauth_uri or "").startswith("otpauth://totp/")
+    for username in ("manager.north", "practitioner.north", "manager.east", "practitioner.east"):
+        assert not requires_two_factor(User.objects.get(username=username))
+        assert logins[username].otpauth_uri is None
+    outsider = User.objects.get(username="outsider")
+    assert outsider.memberships.get().organisation.name == "Westmoor Housing Trust"
+    assert (tmp_path / "demo.json").stat().st_mode & 0o077 == 0
