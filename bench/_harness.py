@@ -74,4 +74,7 @@ def report(name: str, **figures: float | int | str) -> None:
     def show(value: float | int | str) -> str:
         return f"{value:.2f}" if isinstance(value, float) else str(value)
 
-    print(f"BENCH {name} " + " ".join(f"{key}={show(value)}" for key, value in figures.items()), flush=True)
+    print(
+        f"BENCH {name} " + " ".join(f"{key}={show(value)}" for key, value in figures.items()),
+        flush=True,
+    )

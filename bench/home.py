@@ -37,7 +37,8 @@ def main() -> None:
         for i in range(20)
     )
     Membership.objects.bulk_create(
-        Membership(user=user, organisation=org, role=Membership.Role.PRACTITIONER) for org in organisations
+        Membership(user=user, organisation=org, role=Membership.Role.PRACTITIONER)
+        for org in organisations
     )
     client = Client()
     client.force_login(user)
@@ -53,8 +54,12 @@ def main() -> None:
     with override_settings(ROOT_URLCONF=__name__):
         page_ms = _harness.measure(page, runs=RUNS)
         floor_ms = _harness.measure(floor, runs=RUNS)
-    print(f"home page: p50 {_harness.p50(page_ms):.2f} ms, p95 {_harness.p95(page_ms):.2f} ms over {RUNS} requests")
-    print(f"bare view: p50 {_harness.p50(floor_ms):.2f} ms, p95 {_harness.p95(floor_ms):.2f} ms over {RUNS} requests")
+    print(
+        f"home page: p50 {_harness.p50(page_ms):.2f} ms, p95 {_harness.p95(page_ms):.2f} ms over {RUNS} requests"
+    )
+    print(
+        f"bare view: p50 {_harness.p50(floor_ms):.2f} ms, p95 {_harness.p95(floor_ms):.2f} ms over {RUNS} requests"
+    )
     _harness.report(
         "home",
         p50_ms=_harness.p50(page_ms),

@@ -12,9 +12,11 @@ BASE_DIR = Path(__file__).resolve().parents[2]
 
 
 def compose_command() -> list[str]:
-    if shutil.which("docker") and subprocess.run(
-        ["docker", "compose", "version"], capture_output=True, check=False
-    ).returncode == 0:
+    plugin = ["docker", "compose", "version"]
+    if (
+        shutil.which("docker")
+        and subprocess.run(plugin, capture_output=True, check=False).returncode == 0
+    ):
         return ["docker", "compose"]
     if shutil.which("docker-compose"):
         return ["docker-compose"]
