@@ -41,14 +41,16 @@ class TwoFactorMiddleware:
         user: Any = request.user
         if not user.is_authenticated or user.is_verified():
             return None
-        match = request.resolver_match
-        if match is not None and match.view_name in OPEN_WHILE_PENDING:
-            return None
         if user_has_device(user):
             target = "accounts:two_factor_verify"
         elif requires_two_factor(user):
             target = "accounts:two_factor_setup"
         else:
+            return None
+        # Templates offer only "Sign out" until the second factor is done.
+        request.two_factor_pending = True  # type: ignore[attr-defined]
+        match = request.resolver_match
+        if match is not None and match.view_name in OPEN_WHILE_PENDING:
             return None
         url = f"{reverse(target)}?{urlencode({'next': request.get_full_path()})}"
         if request.headers.get("HX-Request"):

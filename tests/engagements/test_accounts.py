@@ -98,6 +98,9 @@ def test_it_refuses_a_wrong_code_with_a_message_and_accepts_the_right_one(client
     garbage = client.post(verify, {"token": "\x00<b>", "next": "/"})
     assert garbage.status_code == 200
     assert b"There is a problem" in garbage.content
+    # Until the code is right, the page offers nothing but signing out.
+    assert reverse("accounts:password_change").encode() not in wrong.content
+    assert b"Sign out" in wrong.content
     device = TOTPDevice.objects.get(user=personas.facilitator)
     # django-otp throttles after a failure; wait out the back-off as a person would.
     with time_machine.travel(timezone.now() + timedelta(seconds=30)):
