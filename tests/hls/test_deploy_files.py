@@ -23,9 +23,8 @@ def compose_command() -> list[str]:
     pytest.fail("Neither 'docker compose' nor 'docker-compose' is installed (.ci/run installs it).")
 
 
-def test_docker_compose_config_validates():
-    env = {**os.environ, "DJANGO_SECRET_KEY": "a" * 20 + "B" * 20 + "0123456789"}
-    result = subprocess.run(
+def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [*compose_command(), "-f", "docker-compose.yml", "config", "-q"],
         cwd=BASE_DIR,
         env=env,
@@ -33,19 +32,15 @@ def test_docker_compose_config_validates():
         text=True,
         check=False,
     )
+
+
+def test_docker_compose_config_validates():
+    result = compose_config({**os.environ, "DJANGO_SECRET_KEY": "a" * 20 + "B" * 20 + "0123456789"})
     assert result.returncode == 0, result.stderr
 
 
 def test_docker_compose_refuses_to_start_without_a_secret_key():
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SECRET_KEY"}
-    result = subprocess.run(
-        [*compose_command(), "-f", "docker-compose.yml", "config", "-q"],
-        cwd=BASE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = compose_config({k: v for k, v in os.environ.items() if k != "DJANGO_SECRET_KEY"})
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY" in result.stderr
 
