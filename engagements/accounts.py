@@ -15,14 +15,14 @@ from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import urlencode
+from django.utils.translation import get_language, ngettext
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
 from django.views.decorators.http import require_http_methods, require_POST
-from django_otp import devices_for_user, match_token
+from django_otp import devices_for_user, match_token, user_has_device
 from django_otp import login as otp_login
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -35,6 +35,7 @@ from engagements.forms import (
     SetPasswordForm,
     TokenForm,
 )
+from hls.lib.http import safe_next
 
 BACKUP_CODE_COUNT = 10
 
@@ -43,6 +44,12 @@ class LoginView(auth_views.LoginView):
     template_name = "accounts/login.html"
     form_class = LoginForm
     redirect_authenticated_user = True
+
+    def get_success_url(self) -> str:
+        target = safe_next(self.request, self.get_redirect_url(), reverse("home"))
+        # Someone already signed in who is sent back here (an old tab, a bookmark) goes home
+        # instead of into a redirect loop.
+        return reverse("home") if target.split("?")[0] == self.request.path else target
 
 
 class PasswordChangeView(auth_views.PasswordChangeView):
@@ -65,7 +72,7 @@ class PasswordResetView(auth_views.PasswordResetView):
 
     def get_form_kwargs(self) -> dict[str, Any]:
         # Links in the email use the configured site address, never the request's Host header.
-        self.extra_email_context = {"site_url": settings.SITE_URL}
+        self.extra_email_context = {"site_url": settings.SITE_URL, "LANGUAGE_CODE": get_language()}
         return super().get_form_kwargs()
 
 
@@ -84,12 +91,7 @@ class PasswordResetCompleteView(auth_views.PasswordResetCompleteView):
 
 
 def _next_url(request: HttpRequest) -> str:
-    target = request.POST.get("next") or request.GET.get("next") or ""
-    if url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return target
-    return reverse("home")
+    return safe_next(request, request.POST.get("next") or request.GET.get("next"), reverse("home"))
 
 
 def _confirmed_totp(user: Any) -> TOTPDevice | None:
@@ -125,6 +127,10 @@ def two_factor(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def two_factor_setup(request: HttpRequest) -> HttpResponse:
     user: Any = request.user
+    if user_has_device(user, confirmed=True) and not user.is_verified():
+        # Someone with only a password must never replace an existing second factor.
+        query = urlencode({"next": _next_url(request)})
+        return redirect(f"{reverse('accounts:two_factor_verify')}?{query}")
     if _confirmed_totp(user):
         return redirect("accounts:two_factor")
     device = TOTPDevice.objects.filter(user=user, confirmed=False).first()
@@ -172,7 +178,7 @@ def two_factor_setup(request: HttpRequest) -> HttpResponse:
 def two_factor_verify(request: HttpRequest) -> HttpResponse:
     user: Any = request.user
     if user.is_verified():
-        return redirect(_next_url(request))
+        return HttpResponseRedirect(_next_url(request))
     form = TokenForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         throttled = [
@@ -194,7 +200,7 @@ def two_factor_verify(request: HttpRequest) -> HttpResponse:
                     )
                     % {"count": left},
                 )
-            return redirect(_next_url(request))
+            return HttpResponseRedirect(_next_url(request))
         if throttled:
             form.add_error(
                 "token", _("Too many wrong codes in a row. Wait a minute, then try again.")

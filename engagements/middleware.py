@@ -14,8 +14,6 @@ from engagements.access import requires_two_factor
 
 # Pages a signed-in person may use before their second factor is checked.
 OPEN_WHILE_PENDING = {
-    "accounts:two_factor_verify",
-    "accounts:two_factor_setup",
     "accounts:logout",
     "set_language",
     "healthz",
@@ -50,7 +48,8 @@ class TwoFactorMiddleware:
         # Templates offer only "Sign out" until the second factor is done.
         request.two_factor_pending = True  # type: ignore[attr-defined]
         match = request.resolver_match
-        if match is not None and match.view_name in OPEN_WHILE_PENDING:
+        # Only the step this person needs is open: someone with a device cannot enrol another.
+        if match is not None and match.view_name in {target, *OPEN_WHILE_PENDING}:
             return None
         url = f"{reverse(target)}?{urlencode({'next': request.get_full_path()})}"
         if request.headers.get("HX-Request"):

@@ -38,10 +38,25 @@ def postgres_url(data_dir: Path) -> str:
         warnings.simplefilter("ignore")
         import pgserver
 
+        _forget_dead_handles(data_dir / "pg")
         server = pgserver.get_server(data_dir / "pg", cleanup_mode="stop")
     socket_dir = server.get_postmaster_info().socket_dir
     _ensure_database(str(socket_dir))
     return f"postgresql://postgres@{quote(str(socket_dir), safe='')}/{DATABASE_NAME}"
+
+
+def _forget_dead_handles(pgdata: Path) -> None:
+    """pgserver stops the server when its last user exits, but never forgets a user that was
+    killed; drop those, or the server would never be stopped again."""
+    handles = pgdata / ".handle_pids.json"
+    with fasteners.InterProcessLock(str(pgdata.parent / ".pg-handles.lock")):
+        try:
+            pids = json.loads(handles.read_text())
+        except (OSError, ValueError):
+            return
+        alive = [pid for pid in pids if _pid_alive(pid)]
+        if alive != pids:
+            handles.write_text(json.dumps(alive))
 
 
 def _ensure_database(socket_dir: str) -> None:

@@ -89,6 +89,8 @@ def _stop_all(processes: dict[str, subprocess.Popen[bytes]]) -> None:
             print(f"{name} did not stop in time; killing it.", flush=True)
             process.kill()
             process.wait()
+    if processes:
+        print("Stopped.", flush=True)
 
 
 def command_run(args: argparse.Namespace) -> int:
@@ -105,11 +107,23 @@ def command_run(args: argparse.Namespace) -> int:
         "DJANGO_SITE_URL", f"http://{'localhost' if host == '127.0.0.1' else host}:{port}"
     )
     hold_services()
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        return _prepare_and_serve(host, port, processes)
+    except (KeyboardInterrupt, subprocess.CalledProcessError) as exc:
+        if isinstance(exc, subprocess.CalledProcessError):
+            print(f"A start-up step failed: {' '.join(map(str, exc.cmd[1:]))}", flush=True)
+        return 1
+    finally:
+        # However start-up ended, nothing is left running (embedded servers stop at exit).
+        _stop_all(processes)
+
+
+def _prepare_and_serve(host: str, port: int, processes: dict[str, subprocess.Popen[bytes]]) -> int:
     manage("compiletranslations")
     manage("migrate", "--noinput")
     manage("demo", "--quiet")
 
-    processes: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -172,8 +186,6 @@ def command_run(args: argparse.Namespace) -> int:
                 exit_code = 1
         time.sleep(0.3)
     print("\nStopping ...", flush=True)
-    _stop_all(processes)
-    print("Stopped.", flush=True)
     return exit_code
 
 

@@ -62,10 +62,13 @@ if not DEBUG and not ALLOWED_HOSTS:
         "DJANGO_ALLOWED_HOSTS must be set when DJANGO_DEBUG is false, for example 'hls.example.org'"
     )
 
+# Without DJANGO_SITE_URL, production assumes https on the first allowed host, so emails never
+# point at localhost.
+_default_site = "http://localhost:8000"
+if not DEBUG and ALLOWED_HOSTS[0] != "*" and not ALLOWED_HOSTS[0].startswith("."):
+    _default_site = f"https://{ALLOWED_HOSTS[0]}"
 SITE_URL = check_url(
-    "DJANGO_SITE_URL",
-    env_str("DJANGO_SITE_URL") or "http://localhost:8000",
-    {"http", "https"},
+    "DJANGO_SITE_URL", env_str("DJANGO_SITE_URL") or _default_site, {"http", "https"}
 ).rstrip("/")
 _site = urlsplit(SITE_URL)
 if _site.path or _site.query or _site.fragment:
@@ -246,11 +249,7 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_VERBOSE = False
-AXES_IPWARE_META_PRECEDENCE_ORDER = (
-    ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
-    if env_bool("DJANGO_BEHIND_PROXY", False)
-    else ["REMOTE_ADDR"]
-)
+AXES_CLIENT_IP_CALLABLE = "hls.lib.http.client_ip"
 
 SESSION_COOKIE_AGE = 60 * 60 * 12
 SESSION_COOKIE_HTTPONLY = True
@@ -261,7 +260,11 @@ CSRF_FAILURE_VIEW = "hls.views.csrf_failure"
 # --- Security headers -----------------------------------------------------------------------
 
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
-if env_bool("DJANGO_BEHIND_PROXY", False):
+# Behind a TLS proxy: trust X-Forwarded-Proto, and only the X-Forwarded-For entry that the
+# last DJANGO_PROXY_COUNT proxies appended (hls.lib.http.client_ip).
+BEHIND_PROXY = env_bool("DJANGO_BEHIND_PROXY", False)
+PROXY_COUNT = env_int("DJANGO_PROXY_COUNT", 1, minimum=1)
+if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
