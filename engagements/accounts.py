@@ -18,11 +18,10 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
-from django.utils.http import urlencode
 from django.utils.translation import get_language, ngettext
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
-from django_otp import devices_for_user, match_token, user_has_device
+from django_otp import devices_for_user, match_token
 from django_otp import login as otp_login
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -127,10 +126,6 @@ def two_factor(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def two_factor_setup(request: HttpRequest) -> HttpResponse:
     user: Any = request.user
-    if user_has_device(user, confirmed=True) and not user.is_verified():
-        # Someone with only a password must never replace an existing second factor.
-        query = urlencode({"next": _next_url(request)})
-        return redirect(f"{reverse('accounts:two_factor_verify')}?{query}")
     if _confirmed_totp(user):
         return redirect("accounts:two_factor")
     device = TOTPDevice.objects.filter(user=user, confirmed=False).first()
