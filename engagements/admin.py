@@ -1,6 +1,27 @@
-from django.contrib import admin
+from __future__ import annotations
 
-from engagements.models import Membership, Organisation
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from engagements.models import (
+    Actor,
+    Adaptation,
+    AuditEvent,
+    CycleLink,
+    Engagement,
+    EngagementPartner,
+    Experiment,
+    Factor,
+    Invitation,
+    LearningCycle,
+    Membership,
+    Organisation,
+    Reflection,
+    Stage,
+    StageMove,
+)
 
 
 class MembershipInline(admin.TabularInline):
@@ -23,3 +44,139 @@ class MembershipAdmin(admin.ModelAdmin):
     list_filter = ["role", "organisation__kind"]
     search_fields = ["user__username", "user__email", "organisation__name"]
     autocomplete_fields = ["user", "organisation"]
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    list_display = ["email", "organisation", "role", "created", "expires", "accepted", "revoked"]
+    list_filter = ["role"]
+    search_fields = ["email", "organisation__name"]
+    exclude = ["token_hash"]
+    readonly_fields = ["sent", "accepted", "accepted_by"]
+    autocomplete_fields = ["organisation", "invited_by"]
+
+
+class PartnerInline(admin.TabularInline):
+    model = EngagementPartner
+    extra = 0
+    autocomplete_fields = ["organisation"]
+
+
+class StageInline(admin.TabularInline):
+    model = Stage
+    extra = 0
+    fields = ["position", "name", "questions"]
+
+
+@admin.register(Engagement)
+class EngagementAdmin(admin.ModelAdmin):
+    list_display = ["title", "learning_partner", "starts_on", "ends_on", "language"]
+    search_fields = ["title"]
+    autocomplete_fields = ["learning_partner", "facilitators"]
+    inlines = [PartnerInline, StageInline]
+    exclude = ["version", "created_by"]
+
+
+@admin.register(EngagementPartner)
+class EngagementPartnerAdmin(admin.ModelAdmin):
+    list_display = ["organisation", "engagement", "joined"]
+    autocomplete_fields = ["organisation", "engagement"]
+
+
+@admin.register(Stage)
+class StageAdmin(admin.ModelAdmin):
+    list_display = ["name", "engagement", "position"]
+    list_filter = ["engagement"]
+    search_fields = ["name"]
+
+
+class MoveInline(admin.TabularInline):
+    model = StageMove
+    extra = 0
+    fields = ["moved_at", "from_stage", "to_stage", "moved_by", "note"]
+    readonly_fields = ["moved_at"]
+    autocomplete_fields = ["moved_by"]
+
+
+@admin.register(LearningCycle)
+class LearningCycleAdmin(admin.ModelAdmin):
+    list_display = ["title", "organisation", "engagement", "stage", "scale", "status", "visibility"]
+    list_filter = ["status", "scale", "visibility", "engagement"]
+    search_fields = ["title", "learning_question", "organisation__name"]
+    autocomplete_fields = ["engagement", "organisation", "created_by"]
+    exclude = ["version"]
+    inlines = [MoveInline]
+
+
+@admin.register(StageMove)
+class StageMoveAdmin(admin.ModelAdmin):
+    list_display = ["cycle", "from_stage", "to_stage", "moved_by", "moved_at"]
+    autocomplete_fields = ["cycle", "moved_by"]
+
+
+@admin.register(CycleLink)
+class CycleLinkAdmin(admin.ModelAdmin):
+    list_display = ["from_cycle", "kind", "to_cycle"]
+    autocomplete_fields = ["from_cycle", "to_cycle", "created_by"]
+
+
+@admin.register(Actor)
+class ActorAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "trust", "cycle"]
+    list_filter = ["kind", "trust"]
+    search_fields = ["name"]
+    autocomplete_fields = ["cycle"]
+    exclude = ["version"]
+
+
+@admin.register(Factor)
+class FactorAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "whose_knowledge", "cycle"]
+    search_fields = ["description"]
+    autocomplete_fields = ["cycle"]
+    exclude = ["version"]
+
+
+@admin.register(Experiment)
+class ExperimentAdmin(admin.ModelAdmin):
+    list_display = ["title", "kind", "cycle", "starts_on", "ends_on"]
+    list_filter = ["kind"]
+    search_fields = ["title", "premise"]
+    autocomplete_fields = ["cycle", "created_by"]
+    exclude = ["version"]
+
+
+@admin.register(Reflection)
+class ReflectionAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "author_role", "identity", "moderation", "created"]
+    list_filter = ["author_role", "identity", "moderation"]
+    search_fields = ["cycle__title"]
+    autocomplete_fields = ["cycle", "author", "experiment"]
+    exclude = ["version"]
+
+
+@admin.register(Adaptation)
+class AdaptationAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "status", "decided_by", "decided_on", "cycle"]
+    list_filter = ["status"]
+    search_fields = ["what_changed", "decided_by"]
+    autocomplete_fields = ["cycle", "reflections", "experiments", "recorded_by"]
+    exclude = ["version"]
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """Append-only: administrators read the trail; nobody edits or deletes it here."""
+
+    list_display = ["at", "actor", "action", "object_type", "object_id"]
+    list_filter = ["action", "object_type"]
+    search_fields = ["object_id", "actor__username"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -11,10 +11,12 @@ import json
 import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from engagements.models import Membership, Organisation
@@ -188,4 +190,205 @@ def load_demo(credentials_path: Path) -> list[DemoLogin]:
                 otpauth,
             )
         )
+    _load_engagement(orgs)
     return logins
+
+
+def _load_engagement(orgs: dict[str, Organisation]) -> None:
+    """One engagement with cycles at every stage, a system map, experiments, reflections in
+    each role and identity mode, and adaptations. Skipped when it is already there."""
+    from engagements import services
+    from engagements.models import Engagement, EngagementPartner, Reflection, StageMove
+
+    public_id = uuid.uuid5(NAMESPACE, "engagement")
+    if Engagement.objects.filter(public_id=public_id).exists():
+        return
+    User = get_user_model()
+    people = {u.username: u for u in User.objects.filter(username__in=[p.username for p in PEOPLE])}
+    facilitator = people["facilitator"]
+    today = timezone.localdate()
+    engagement = services.engagement_create(
+        learning_partner=orgs["partner"],
+        by=facilitator,
+        title="Living well after hospital",
+        purpose=(
+            "Northbrook City Council and Eastfield Community Health learn together how people "
+            "can settle well at home after a hospital stay, and what gets in the way."
+        ),
+        starts_on=today - timedelta(days=120),
+        ends_on=today + timedelta(days=245),
+    )
+    Engagement.objects.filter(pk=engagement.pk).update(public_id=public_id)
+    for key in ("north", "east"):
+        EngagementPartner.objects.create(
+            engagement=engagement, organisation=orgs[key], joined=today - timedelta(days=110)
+        )
+    stages = list(engagement.stages.all())
+    north_manager, north_practitioner = people["manager.north"], people["practitioner.north"]
+    east_manager, east_practitioner = people["manager.east"], people["practitioner.east"]
+
+    # Understand the system: a system map and first reflections.
+    discharge = services.cycle_start(
+        engagement=engagement,
+        organisation=orgs["north"],
+        by=north_manager,
+        title="Home from hospital",
+        team_name="Hospital discharge team",
+        learning_question="What helps older people settle at home in the first week after hospital?",
+        purpose="Fewer people going back into hospital because nobody noticed they were struggling.",
+        scale="team",
+        visibility="engagement",
+    )
+    for name, kind, trust in [
+        ("Older residents and their families", "person", "mixed"),
+        ("Ward discharge coordinators", "team", "high"),
+        ("Home care agencies", "organisation", "low"),
+        ("Neighbourhood volunteers", "group", "unknown"),
+    ]:
+        services.actor_add(cycle=discharge, by=north_manager, name=name, kind=kind, trust=trust)
+    services.factor_add(
+        cycle=discharge,
+        by=north_manager,
+        description="Discharge often happens late on a Friday, when services are closing.",
+        whose_knowledge="Ward staff",
+    )
+    services.factor_add(
+        cycle=discharge,
+        by=north_practitioner,
+        description="People say they felt rushed and did not know who to call.",
+        whose_knowledge="Residents",
+    )
+    services.reflection_add(
+        cycle=discharge,
+        by=north_practitioner,
+        author_role=Reflection.AuthorRole.PRACTITIONER,
+        text="Three of the people I visited this week had no food in the house on their first night.",
+        identity=Reflection.Identity.NAMED,
+        principles=["human"],
+    )
+    services.reflection_add(
+        cycle=discharge,
+        by=north_manager,
+        author_role=Reflection.AuthorRole.MANAGER,
+        text="Our own timings push people out on Fridays. That is something we control.",
+        identity=Reflection.Identity.PSEUDONYMOUS,
+        principles=["systems", "learning"],
+    )
+
+    # Co-design.
+    codesign = services.cycle_start(
+        engagement=engagement,
+        organisation=orgs["east"],
+        by=east_manager,
+        title="Community health conversations",
+        learning_question="How can people shape the support they get after a diagnosis?",
+        scale="place",
+        visibility="engagement",
+    )
+    services.cycle_move_stage(
+        cycle=codesign,
+        to_stage=stages[1],
+        note="We know who to involve now.",
+        version=None,
+        by=east_manager,
+    )
+    services.reflection_add(
+        cycle=codesign,
+        by=east_practitioner,
+        author_role=Reflection.AuthorRole.PRACTITIONER,
+        text="Residents asked for the first conversation to happen at home, not in clinic.",
+        identity=Reflection.Identity.ANONYMOUS,
+        principles=["human"],
+    )
+
+    # Experiment.
+    calls = services.cycle_start(
+        engagement=engagement,
+        organisation=orgs["north"],
+        by=north_manager,
+        title="Friendly first-week calls",
+        team_name="Adult social care",
+        learning_question="Does a phone call on day two change how supported people feel?",
+        scale="organisation",
+    )
+    for stage, note in [
+        (stages[1], "Map agreed with the ward."),
+        (stages[2], "Ready to try calls."),
+    ]:
+        services.cycle_move_stage(
+            cycle=calls, to_stage=stage, note=note, version=None, by=north_manager
+        )
+    experiment = services.experiment_add(
+        cycle=calls,
+        by=north_manager,
+        title="Day-two phone call",
+        kind="hypothesis",
+        premise="A call on the second day at home lets people raise worries before they grow.",
+        starts_on=today - timedelta(days=30),
+        ends_on=today - timedelta(days=2),
+        what_happened="We called 40 people; most wanted to talk about practical things such as shopping.",
+        what_we_learned="The call mattered less than having one named person to ring back.",
+        what_we_will_change="Give every person a named contact before they leave the ward.",
+    )
+    named_contact = services.reflection_add(
+        cycle=calls,
+        by=north_practitioner,
+        author_role=Reflection.AuthorRole.PRACTITIONER,
+        text="People relaxed when they heard my name again: continuity, not the call itself.",
+        identity=Reflection.Identity.NAMED,
+        principles=["human", "learning"],
+        experiment=experiment,
+    )
+    services.reflection_add(
+        cycle=calls,
+        by=facilitator,
+        author_role=Reflection.AuthorRole.LEARNING_PARTNER,
+        text="This echoes what Eastfield heard about first conversations at home.",
+        identity=Reflection.Identity.NAMED,
+        principles=["systems"],
+    )
+
+    # Reflect and adapt.
+    meals = services.cycle_start(
+        engagement=engagement,
+        organisation=orgs["east"],
+        by=east_manager,
+        title="Meals on the first night",
+        learning_question="What would it take for nobody to come home to an empty fridge?",
+        scale="person",
+        visibility="engagement",
+    )
+    for stage in stages[1:]:
+        services.cycle_move_stage(
+            cycle=meals,
+            to_stage=stage,
+            note="Agreed at the team meeting.",
+            version=None,
+            by=east_manager,
+        )
+    services.adaptation_record(
+        cycle=calls,
+        by=north_manager,
+        what_changed="Every person leaving the ward now gets the name and number of one contact.",
+        because="The day-two calls showed continuity mattered more than the call.",
+        decided_by="Adult social care team meeting",
+        decided_on=today - timedelta(days=1),
+        status="in_place",
+        reflections=[named_contact],
+        experiments=[experiment],
+    )
+    services.adaptation_record(
+        cycle=discharge,
+        by=north_manager,
+        what_changed="No planned discharges after 3pm on Fridays, as a trial.",
+        decided_by="Ward and council managers",
+        decided_on=today,
+        status="proposed",
+    )
+    services.cycle_link_add(cycle=calls, other=discharge, relation="part_of", by=north_manager)
+    services.cycle_link_add(cycle=meals, other=discharge, relation="peer", by=east_manager)
+    # Spread the history over past weeks so the journals read like real ones.
+    for index, move in enumerate(StageMove.objects.filter(cycle__engagement=engagement)):
+        StageMove.objects.filter(pk=move.pk).update(
+            moved_at=timezone.now() - timedelta(days=100 - 12 * index)
+        )

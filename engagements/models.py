@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -58,6 +59,7 @@ class Membership(models.Model):
     organisation = models.ForeignKey(
         Organisation, on_delete=models.CASCADE, related_name="memberships"
     )
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     role = models.CharField(_("role"), max_length=16, choices=Role.choices)
     created = models.DateTimeField(auto_now_add=True)
 
@@ -71,3 +73,463 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user}, {self.organisation} ({self.get_role_display()})"
+
+
+class Invitation(models.Model):
+    """An email invitation to join an organisation: expiring, single-use, stored hashed.
+
+    The token is made (and only its SHA-256 kept) by the task that sends the email, so the
+    link exists only in the recipient's inbox.
+    """
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.CASCADE, related_name="invitations"
+    )
+    email = models.EmailField(_("email address"))
+    role = models.CharField(_("role"), max_length=16, choices=Membership.Role.choices)
+    language = models.CharField(max_length=8, default="en")
+    token_hash = models.CharField(max_length=64, blank=True, db_index=True)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    expires = models.DateTimeField()
+    sent = models.DateTimeField(null=True, blank=True)
+    accepted = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    revoked = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+        verbose_name = _("invitation")
+        verbose_name_plural = _("invitations")
+
+    def __str__(self) -> str:
+        return f"{self.email} → {self.organisation}"
+
+    @property
+    def is_open(self) -> bool:
+        from django.utils import timezone
+
+        return self.accepted is None and self.revoked is None and self.expires > timezone.now()
+
+
+class Engagement(models.Model):
+    """A learning partnership: a learning partner helping several organisations learn together."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    title = models.CharField(_("title"), max_length=200)
+    purpose = models.TextField(_("purpose"), max_length=5000, blank=True)
+    learning_partner = models.ForeignKey(
+        Organisation, on_delete=models.PROTECT, related_name="led_engagements"
+    )
+    facilitators = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, related_name="facilitated_engagements", blank=True
+    )
+    starts_on = models.DateField(_("start date"), null=True, blank=True)
+    ends_on = models.DateField(_("end date"), null=True, blank=True)
+    timezone = models.CharField(_("time zone"), max_length=64, default="Europe/London")
+    language = models.CharField(_("language"), max_length=8, default="en")
+    retention_days = models.PositiveIntegerField(_("keep resident input for (days)"), default=730)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    version = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["title"]
+        verbose_name = _("engagement")
+        verbose_name_plural = _("engagements")
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(ends_on__isnull=True)
+                | models.Q(starts_on__isnull=True)
+                | models.Q(ends_on__gte=models.F("starts_on")),
+                name="engagement_ends_after_start",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class EngagementPartner(models.Model):
+    engagement = models.ForeignKey(Engagement, on_delete=models.CASCADE, related_name="partners")
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.CASCADE, related_name="partnerships"
+    )
+    joined = models.DateField(_("joined"))
+
+    class Meta:
+        ordering = ["organisation__name"]
+        verbose_name = _("partner organisation")
+        verbose_name_plural = _("partner organisations")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["engagement", "organisation"], name="partner_once_per_engagement"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organisation} in {self.engagement}"
+
+
+class Stage(models.Model):
+    """One stage of an engagement's template; cycles move through them in position order."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    engagement = models.ForeignKey(Engagement, on_delete=models.CASCADE, related_name="stages")
+    name = models.CharField(_("name"), max_length=100)
+    questions = models.TextField(
+        _("prompting questions"),
+        max_length=5000,
+        blank=True,
+        help_text=_("One question per line."),
+    )
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["engagement", "position", "id"]
+        verbose_name = _("stage")
+        verbose_name_plural = _("stages")
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def question_list(self) -> list[str]:
+        return [line.strip() for line in self.questions.splitlines() if line.strip()]
+
+
+class Scale(models.TextChoices):
+    PERSON = "person", _("Person")
+    TEAM = "team", _("Team")
+    ORGANISATION = "organisation", _("Organisation")
+    PLACE = "place", _("Place")
+    REGION = "region", _("Region")
+    NATION = "nation", _("Nation")
+
+
+class LearningCycle(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", _("Active")
+        PAUSED = "paused", _("Paused")
+        CLOSED = "closed", _("Closed")
+
+    class Visibility(models.TextChoices):
+        ORGANISATION = "organisation", _("Our organisation and the facilitators")
+        ENGAGEMENT = "engagement", _("Everyone in the engagement")
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    engagement = models.ForeignKey(Engagement, on_delete=models.CASCADE, related_name="cycles")
+    organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="cycles")
+    team_name = models.CharField(_("team name"), max_length=200, blank=True)
+    title = models.CharField(_("short name"), max_length=200)
+    learning_question = models.TextField(_("learning question"), max_length=2000)
+    purpose = models.TextField(_("purpose"), max_length=5000, blank=True)
+    scale = models.CharField(_("system scale"), max_length=16, choices=Scale.choices)
+    stage = models.ForeignKey(Stage, on_delete=models.PROTECT, related_name="cycles")
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.ACTIVE
+    )
+    visibility = models.CharField(
+        _("who can see it"),
+        max_length=16,
+        choices=Visibility.choices,
+        default=Visibility.ORGANISATION,
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+    version = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["-updated"]
+        verbose_name = _("learning cycle")
+        verbose_name_plural = _("learning cycles")
+        indexes = [
+            models.Index(fields=["engagement", "organisation"]),
+            models.Index(fields=["engagement", "visibility"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class StageMove(models.Model):
+    """The dated history of a cycle's stages: who moved it, when, and why."""
+
+    cycle = models.ForeignKey(LearningCycle, on_delete=models.CASCADE, related_name="moves")
+    from_stage = models.ForeignKey(
+        Stage, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    to_stage = models.ForeignKey(Stage, on_delete=models.PROTECT, related_name="+")
+    moved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    moved_at = models.DateTimeField(auto_now_add=True)
+    note = models.TextField(_("why"), max_length=5000, blank=True)
+
+    class Meta:
+        ordering = ["moved_at", "id"]
+        verbose_name = _("stage move")
+        verbose_name_plural = _("stage moves")
+
+    def __str__(self) -> str:
+        return f"{self.cycle}: {self.from_stage} → {self.to_stage}"
+
+
+class CycleLink(models.Model):
+    """A vertical (parent contains child, across scales) or horizontal (peer) link."""
+
+    class Kind(models.TextChoices):
+        PARENT = "parent", _("contains")
+        PEER = "peer", _("peer")
+
+    from_cycle = models.ForeignKey(
+        LearningCycle, on_delete=models.CASCADE, related_name="links_out"
+    )
+    to_cycle = models.ForeignKey(LearningCycle, on_delete=models.CASCADE, related_name="links_in")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("cycle link")
+        verbose_name_plural = _("cycle links")
+        constraints = [
+            models.UniqueConstraint(fields=["from_cycle", "to_cycle"], name="cycle_link_once"),
+            models.CheckConstraint(
+                condition=~models.Q(from_cycle=models.F("to_cycle")), name="cycle_link_not_self"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.from_cycle} {self.get_kind_display()} {self.to_cycle}"
+
+
+class Actor(models.Model):
+    class Kind(models.TextChoices):
+        PERSON = "person", _("Person or household")
+        GROUP = "group", _("Group or community")
+        TEAM = "team", _("Team or service")
+        ORGANISATION = "organisation", _("Organisation")
+        OTHER = "other", _("Other")
+
+    class Trust(models.TextChoices):
+        UNKNOWN = "unknown", _("Not known yet")
+        LOW = "low", _("Low")
+        MIXED = "mixed", _("Mixed")
+        HIGH = "high", _("High")
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    cycle = models.ForeignKey(LearningCycle, on_delete=models.CASCADE, related_name="actors")
+    name = models.CharField(_("name"), max_length=200)
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    trust = models.CharField(
+        _("trust level"), max_length=16, choices=Trust.choices, default=Trust.UNKNOWN
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    version = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["created", "id"]
+        verbose_name = _("actor")
+        verbose_name_plural = _("actors")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Factor(models.Model):
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    cycle = models.ForeignKey(LearningCycle, on_delete=models.CASCADE, related_name="factors")
+    description = models.TextField(_("description"), max_length=2000)
+    whose_knowledge = models.CharField(_("whose knowledge"), max_length=200, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    version = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["created", "id"]
+        verbose_name = _("factor")
+        verbose_name_plural = _("factors")
+
+    def __str__(self) -> str:
+        return self.description[:60]
+
+
+class Experiment(models.Model):
+    class Kind(models.TextChoices):
+        HYPOTHESIS = "hypothesis", _("Hypothesis test")
+        PROBE = "probe", _("System probe")
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    cycle = models.ForeignKey(LearningCycle, on_delete=models.CASCADE, related_name="experiments")
+    title = models.CharField(_("name"), max_length=200)
+    kind = models.CharField(_("type"), max_length=16, choices=Kind.choices)
+    premise = models.TextField(_("premise"), max_length=5000)
+    starts_on = models.DateField(_("start date"), null=True, blank=True)
+    ends_on = models.DateField(_("end date"), null=True, blank=True)
+    what_happened = models.TextField(_("what happened"), max_length=10000, blank=True)
+    what_we_learned = models.TextField(_("what we learned"), max_length=10000, blank=True)
+    what_we_will_change = models.TextField(_("what we will change"), max_length=10000, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    version = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["created", "id"]
+        verbose_name = _("experiment")
+        verbose_name_plural = _("experiments")
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(ends_on__isnull=True)
+                | models.Q(starts_on__isnull=True)
+                | models.Q(ends_on__gte=models.F("starts_on")),
+                name="experiment_ends_after_start",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def has_debrief(self) -> bool:
+        return bool(self.what_happened or self.what_we_learned or self.what_we_will_change)
+
+
+class Principle(models.TextChoices):
+    HUMAN = "human", _("Human")
+    LEARNING = "learning", _("Learning")
+    SYSTEMS = "systems", _("Systems")
+
+
+class Reflection(models.Model):
+    class AuthorRole(models.TextChoices):
+        PRACTITIONER = "practitioner", _("Practitioner")
+        MANAGER = "manager", _("Manager")
+        RESIDENT = "resident", _("Resident")
+        LEARNING_PARTNER = "learning_partner", _("Learning partner")
+
+    class Identity(models.TextChoices):
+        NAMED = "named", _("Named")
+        PSEUDONYMOUS = "pseudonymous", _("Pseudonymous")
+        ANONYMOUS = "anonymous", _("Anonymous")
+
+    class Moderation(models.TextChoices):
+        PUBLISHED = "published", _("Published")
+        HELD = "held", _("Waiting for review")
+        HIDDEN = "hidden", _("Hidden")
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    cycle = models.ForeignKey(LearningCycle, on_delete=models.CASCADE, related_name="reflections")
+    text = models.TextField(_("reflection"), max_length=10000)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="reflections",
+    )
+    author_role = models.CharField(_("author role"), max_length=16, choices=AuthorRole.choices)
+    identity = models.CharField(
+        _("show me as"), max_length=16, choices=Identity.choices, default=Identity.NAMED
+    )
+    principles = ArrayField(
+        models.CharField(max_length=16, choices=Principle.choices), default=list, blank=True
+    )
+    stage = models.ForeignKey(Stage, on_delete=models.PROTECT, related_name="+")
+    experiment = models.ForeignKey(
+        Experiment, null=True, blank=True, on_delete=models.SET_NULL, related_name="reflections"
+    )
+    moderation = models.CharField(
+        max_length=16, choices=Moderation.choices, default=Moderation.PUBLISHED
+    )
+    language = models.CharField(max_length=8, blank=True)
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated = models.DateTimeField(auto_now=True)
+    version = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["created", "id"]
+        verbose_name = _("reflection")
+        verbose_name_plural = _("reflections")
+        indexes = [models.Index(fields=["cycle", "created"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_author_role_display()} reflection on {self.cycle}"
+
+
+class Adaptation(models.Model):
+    """What we changed because of what we learned: the HLS unit of accountability."""
+
+    class Status(models.TextChoices):
+        PROPOSED = "proposed", _("Proposed")
+        IN_PLACE = "in_place", _("In place")
+        DROPPED = "dropped", _("Dropped")
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    cycle = models.ForeignKey(LearningCycle, on_delete=models.CASCADE, related_name="adaptations")
+    what_changed = models.TextField(_("what we changed"), max_length=5000)
+    because = models.TextField(_("because we learned"), max_length=5000, blank=True)
+    decided_by = models.CharField(_("decided by"), max_length=200)
+    decided_on = models.DateField(_("date decided"))
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.PROPOSED
+    )
+    reflections = models.ManyToManyField(
+        Reflection,
+        blank=True,
+        related_name="adaptations",
+        verbose_name=_("prompted by reflections"),
+    )
+    experiments = models.ManyToManyField(
+        Experiment,
+        blank=True,
+        related_name="adaptations",
+        verbose_name=_("prompted by experiments"),
+    )
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    version = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["created", "id"]
+        verbose_name = _("adaptation")
+        verbose_name_plural = _("adaptations")
+
+    def __str__(self) -> str:
+        return self.what_changed[:60]
+
+
+class AuditEvent(models.Model):
+    """Append-only: who did what to which object, when. Never reflection text or tokens."""
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    action = models.CharField(max_length=64)
+    object_type = models.CharField(max_length=64, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name = _("audit event")
+        verbose_name_plural = _("audit events")
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.action} {self.object_type} {self.object_id}"

@@ -14,7 +14,15 @@ def home(request: HttpRequest) -> HttpResponse:
     if not request.user.is_authenticated:
         return render(request, "home_public.html")
     memberships = selectors.memberships_for_user(user=request.user)
-    return render(request, "home.html", {"memberships": memberships})
+    return render(
+        request,
+        "home.html",
+        {
+            "memberships": memberships,
+            "engagements": selectors.my_engagements(user=request.user),
+            "can_create": any(m.organisation.is_learning_partner for m in memberships),
+        },
+    )
 
 
 @never_cache

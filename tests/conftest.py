@@ -244,3 +244,30 @@ def assert_accessible(page, context: str = "") -> None:
         for v in bad
     )
     assert not bad, f"axe found serious/critical problems {context}:\n{details}"
+
+
+# --- an engagement with one cycle per partner -----------------------------------------------
+
+
+@dataclass
+class World:
+    personas: Any
+    engagement: Any
+    cycle_a: Any
+    cycle_b: Any
+
+
+@pytest.fixture
+def world(personas) -> World:
+    from tests.factories import cycle_for, engagement_with
+
+    engagement = engagement_with(
+        learning_partner=personas.learning_partner,
+        facilitator=personas.facilitator,
+        partners=[personas.org_a, personas.org_b],
+    )
+    cycle_a = cycle_for(engagement, personas.org_a, personas.manager_a)
+    cycle_b = cycle_for(
+        engagement, personas.org_b, personas.manager_b, title="Warm spaces", scale="place"
+    )
+    return World(personas, engagement, cycle_a, cycle_b)

@@ -56,3 +56,32 @@ def totp_code(device: TOTPDevice) -> str:
 
     totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
     return f"{totp.token():0{device.digits}d}"
+
+
+def engagement_with(*, learning_partner, facilitator, partners, title="Learning together"):
+    """An engagement made the way the product makes one (default stages), with partners."""
+    from django.utils import timezone
+
+    from engagements import services
+    from engagements.models import EngagementPartner
+
+    engagement = services.engagement_create(
+        learning_partner=learning_partner, by=facilitator, title=title, purpose="To learn."
+    )
+    for organisation in partners:
+        EngagementPartner.objects.create(
+            engagement=engagement, organisation=organisation, joined=timezone.localdate()
+        )
+    return engagement
+
+
+def cycle_for(engagement, organisation, by, **fields):
+    from engagements import services
+
+    values = {
+        "title": "Hospital discharge",
+        "learning_question": "What helps people settle at home after hospital?",
+        "scale": "team",
+    }
+    values.update(fields)
+    return services.cycle_start(engagement=engagement, organisation=organisation, by=by, **values)

@@ -21,7 +21,7 @@ def test_a_manager_signs_in_sees_home_and_signs_out(page, personas):
     page.get_by_role("button", name="Sign in").click()
 
     expect(page.get_by_role("heading", name="Welcome")).to_be_visible()
-    expect(page.get_by_text("Organisation A")).to_be_visible()
+    expect(page.get_by_text("Organisation A", exact=True)).to_be_visible()
     assert_accessible(page, "on the home page")
 
     page.get_by_role("button", name="Sign out").click()

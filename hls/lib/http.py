@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.http import HttpRequest
+from django_htmx.middleware import HtmxDetails
 
 
 def client_ip(request: HttpRequest) -> str:
@@ -31,3 +33,10 @@ def safe_next(request: HttpRequest, target: str | None, fallback: str) -> str:
     ):
         return target
     return fallback
+
+
+class AuthedRequest(HttpRequest):
+    """The request a signed-in view sees (``login_required`` ran), with django-htmx details."""
+
+    user: User
+    htmx: HtmxDetails

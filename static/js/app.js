@@ -2,20 +2,42 @@
 (function () {
   "use strict";
 
+  var returnFocusTo = null;
+
   // Error summary pattern: after a form comes back with errors, move focus to the summary so
   // screen-reader and keyboard users hear what went wrong first.
-  function focusErrorSummary(root) {
-    var summary = root.querySelector("[data-error-summary]");
+  document.addEventListener("DOMContentLoaded", function () {
+    var summary = document.querySelector("[data-error-summary]");
     if (summary) {
       summary.focus();
     }
-  }
-
-  document.addEventListener("DOMContentLoaded", function () {
-    focusErrorSummary(document);
   });
 
-  document.addEventListener("htmx:afterSwap", function (event) {
-    focusErrorSummary(event.detail.target);
+  // A control that swaps its own section away (Cancel on an inline edit) names where focus
+  // should go back to.
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var source = event.detail.elt;
+    returnFocusTo = source && source.getAttribute ? source.getAttribute("data-return-focus") : null;
+  });
+
+  // After an htmx swap has settled (outerHTML swaps are only final then), put focus where the
+  // person needs it: the error summary, else the announcement of what changed, else the first
+  // field of an inline edit form that just opened, else back to the record they were editing.
+  document.addEventListener("htmx:afterSettle", function (event) {
+    var target = event.detail.target;
+    var root = (target && target.id && document.getElementById(target.id)) || document;
+    var focus = root.querySelector("[data-error-summary]") ||
+      root.querySelector("[data-announcement]");
+    if (!focus && root.classList && root.classList.contains("record--editing")) {
+      focus = root.querySelector("input:not([type=hidden]), textarea, select");
+    }
+    if (!focus && returnFocusTo) {
+      var record = document.getElementById(returnFocusTo);
+      focus = record && (record.querySelector(".edit-link") || record);
+    }
+    returnFocusTo = null;
+    if (focus) {
+      focus.focus();
+    }
   });
 })();

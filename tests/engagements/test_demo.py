@@ -39,3 +39,32 @@ def test_the_demo_has_the_roles_the_product_needs(tmp_path):
     outsider = User.objects.get(username="outsider")
     assert outsider.memberships.get().organisation.name == "Westmoor Housing Trust"
     assert (tmp_path / "demo.json").stat().st_mode & 0o077 == 0
+
+
+def test_the_demo_engagement_shows_a_whole_learning_cycle(tmp_path):
+    from engagements.models import (
+        Actor,
+        Adaptation,
+        Engagement,
+        Experiment,
+        Factor,
+        LearningCycle,
+        Reflection,
+    )
+
+    load_demo(tmp_path / "demo.json")
+    load_demo(tmp_path / "demo.json")
+    engagement = Engagement.objects.get()
+    cycles = LearningCycle.objects.filter(engagement=engagement)
+    # A cycle at every stage of the default template.
+    assert {c.stage_id for c in cycles} == set(engagement.stages.values_list("id", flat=True))
+    assert Actor.objects.count() >= 2
+    assert Factor.objects.exists()
+    assert Experiment.objects.exclude(what_we_learned="").exists()
+    reflections = Reflection.objects.filter(cycle__engagement=engagement)
+    assert set(reflections.values_list("identity", flat=True)) == set(Reflection.Identity.values)
+    assert {"practitioner", "manager", "learning_partner"} <= set(
+        reflections.values_list("author_role", flat=True)
+    )
+    assert Adaptation.objects.filter(reflections__isnull=False).exists()
+    assert engagement.facilitators.filter(username="facilitator").exists()

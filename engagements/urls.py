@@ -1,0 +1,49 @@
+from django.urls import path
+
+from engagements import views
+
+app_name = "engagements"
+
+urlpatterns = [
+    path("engagements/", views.engagement_list, name="engagements"),
+    path("engagements/new/", views.engagement_create, name="engagement_create"),
+    path("engagements/<uuid:engagement>/", views.engagement_detail, name="engagement"),
+    path("engagements/<uuid:engagement>/edit/", views.engagement_edit, name="engagement_edit"),
+    path("engagements/<uuid:engagement>/stages/", views.engagement_stages, name="stages"),
+    path(
+        "engagements/<uuid:engagement>/stages/<uuid:stage>/",
+        views.stage_edit,
+        name="stage_edit",
+    ),
+    path(
+        "engagements/<uuid:engagement>/stages/<uuid:stage>/reorder/",
+        views.stage_reorder,
+        name="stage_reorder",
+    ),
+    path(
+        "engagements/<uuid:engagement>/partners/new/", views.partner_invite, name="partner_invite"
+    ),
+    path("engagements/<uuid:engagement>/facilitators/", views.facilitators, name="facilitators"),
+    path("engagements/<uuid:engagement>/cycles/", views.cycle_list, name="cycles"),
+    path("engagements/<uuid:engagement>/cycles/new/", views.cycle_start, name="cycle_start"),
+    path("cycles/<uuid:cycle>/", views.cycle_detail, name="cycle"),
+    path("cycles/<uuid:cycle>/section/<slug:section>/", views.cycle_section, name="cycle_section"),
+    path("cycles/<uuid:cycle>/edit/", views.cycle_edit, name="cycle_edit"),
+    path("cycles/<uuid:cycle>/move/", views.cycle_move, name="cycle_move"),
+    path("cycles/<uuid:cycle>/links/", views.cycle_links, name="cycle_links"),
+    path("cycles/<uuid:cycle>/<slug:kind>/new/", views.child_add, name="child_add"),
+    path("records/<slug:kind>/<uuid:public_id>/edit/", views.child_edit, name="child_edit"),
+    path("records/<slug:kind>/<uuid:public_id>/delete/", views.child_delete, name="child_delete"),
+    path("organisations/<uuid:organisation>/members/", views.organisation_members, name="members"),
+    path(
+        "organisations/<uuid:organisation>/members/<uuid:member>/",
+        views.member_update,
+        name="member_update",
+    ),
+    path(
+        "organisations/<uuid:organisation>/invitations/<uuid:invitation>/revoke/",
+        views.invitation_revoke,
+        name="invitation_revoke",
+    ),
+    path("invitations/<str:token>/", views.invitation_accept, name="invitation_accept"),
+]
