@@ -19,21 +19,26 @@ RING_CX, RING_CY, RING_R = 230, 210, 150
 HEIGHT_MIN = 430
 
 
+def _coordinate(value: float) -> str:
+    """SVG wants a dot for decimals whatever the page's language (templates would localise)."""
+    return f"{value:.1f}"
+
+
 @dataclass(frozen=True)
 class Node:
-    x: float
-    y: float
+    x: str
+    y: str
     label: str
     trust: str
     anchor: str
-    label_x: float
-    label_y: float
+    label_x: str
+    label_y: str
 
 
 @dataclass(frozen=True)
 class FactorRow:
     number: int
-    y: float
+    y: int
     label: str
 
 
@@ -61,13 +66,13 @@ def system_map(actors: list[Actor], factors: list[Factor]) -> Diagram:
         right = math.cos(angle) >= -0.01
         nodes.append(
             Node(
-                x=round(x, 1),
-                y=round(y, 1),
+                x=_coordinate(x),
+                y=_coordinate(y),
                 label=Truncator(actor.name).chars(22),
                 trust=actor.trust,
                 anchor="start" if right else "end",
-                label_x=round(x + (14 if right else -14), 1),
-                label_y=round(y + 5, 1),
+                label_x=_coordinate(x + (14 if right else -14)),
+                label_y=_coordinate(y + 5),
             )
         )
     rows = [

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import resolve_url
 from django.utils.cache import add_never_cache_headers, patch_vary_headers
 
 
@@ -17,6 +19,15 @@ class PrivatePagesMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
+        if (
+            request.headers.get("HX-Request")
+            and response.status_code == 302
+            and not request.user.is_authenticated
+            and response.get("Location", "").startswith(resolve_url(settings.LOGIN_URL))
+        ):
+            # A session that ended while someone typed: htmx must not swap the sign-in page
+            # into the form. A 401 leaves the form and its text where they are; app.js says why.
+            response = HttpResponse(status=401)
         if request.user.is_authenticated:
             add_never_cache_headers(response)
         if request.headers.get("HX-Request"):

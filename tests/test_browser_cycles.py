@@ -52,7 +52,9 @@ def sign_in_with_code(page: Page, username: str, device) -> None:
 
 
 @contextmanager
-def another_person(browser, live_server) -> Iterator[Page]:
+def another_person(
+    browser, live_server, expected: tuple[str, ...] = ("status of 404",)
+) -> Iterator[Page]:
     """A page in a browser context of its own (its own cookies), failing on script errors.
 
     Like the ``page`` fixture, except that Chromium's "status of 404" console message is
@@ -67,7 +69,7 @@ def another_person(browser, live_server) -> Iterator[Page]:
         "console",
         lambda msg: (
             errors.append(msg.text)
-            if msg.type == "error" and "status of 404" not in msg.text
+            if msg.type == "error" and not any(e in msg.text for e in expected)
             else None
         ),
     )
@@ -381,3 +383,22 @@ def test_a_reflection_is_edited_inline_with_focus_where_it_is_needed(page, world
     item.get_by_role("button", name="Save changes").click()
     expect_announcement(journal, "Changes saved.")
     expect(journal.locator(".reflection-text")).to_have_text("Second thoughts.")
+
+
+def test_a_session_that_ends_while_typing_keeps_the_text_and_says_why(browser, live_server, world):
+    # The refused request's console line ("status of 401" or 403) is what this test provokes.
+    with another_person(browser, live_server, expected=("status of 401", "Error Code 401")) as page:
+        sign_in(page, "manager.a")
+        page.goto(f"/cycles/{world.cycle_a.public_id}/")
+        open_add_form(page, "Add a reflection")
+        page.get_by_label("Reflection", exact=True).fill("Words I must not lose")
+        # The session ends (signed out elsewhere, or expired) while the form is open.
+        session = page.context.cookies()
+        page.context.clear_cookies()
+        page.context.add_cookies([c for c in session if c["name"] == "csrftoken"])
+        page.get_by_role("button", name="Add reflection").click()
+        alert = page.locator("[data-htmx-failure]")
+        expect(alert).to_contain_text("Your session has ended")
+        expect(alert).to_be_focused()
+        expect(page.get_by_label("Reflection", exact=True)).to_have_value("Words I must not lose")
+        assert_accessible(page, "with the session-ended message")

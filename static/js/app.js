@@ -20,6 +20,37 @@
     returnFocusTo = source && source.getAttribute ? source.getAttribute("data-return-focus") : null;
   });
 
+  // When a request fails (session ended, security check failed, server or network trouble),
+  // htmx swaps nothing, so the form keeps what the person typed. Say so beside the form.
+  function reportFailure(event, signedOut) {
+    var source = event.detail.elt;
+    var form = source && source.closest ? (source.closest("form") || source) : null;
+    if (!form || !form.parentNode) {
+      return;
+    }
+    var key = signedOut ? "htmxSignedOut" : "htmxFailed";
+    var note = form.previousElementSibling;
+    if (!note || !note.hasAttribute("data-htmx-failure")) {
+      note = document.createElement("p");
+      note.setAttribute("data-htmx-failure", "");
+      note.setAttribute("role", "alert");
+      note.setAttribute("tabindex", "-1");
+      note.className = "error-summary";
+      form.parentNode.insertBefore(note, form);
+    }
+    note.textContent = document.body.dataset[key] || "";
+    note.focus();
+  }
+
+  document.addEventListener("htmx:responseError", function (event) {
+    var status = event.detail.xhr ? event.detail.xhr.status : 0;
+    reportFailure(event, status === 401 || status === 403);
+  });
+
+  document.addEventListener("htmx:sendError", function (event) {
+    reportFailure(event, false);
+  });
+
   // After an htmx swap has settled (outerHTML swaps are only final then), put focus where the
   // person needs it: the error summary, else the announcement of what changed, else the first
   // field of an inline edit form that just opened, else back to the record they were editing.

@@ -289,3 +289,30 @@ def test_an_edit_without_its_version_is_refused_rather_than_overwriting(world):
     assert "Typed words" in html
     experiment.refresh_from_db()
     assert experiment.title == "Calls"
+
+
+def test_an_htmx_request_after_the_session_ended_is_refused_without_a_swap(world, client):
+    url = reverse("engagements:child_add", args=[world.cycle_a.public_id, "reflection"])
+    data = {"reflection-text": "kept", "reflection-identity": "named"}
+    assert client.post(url, data, headers={"HX-Request": "true"}).status_code == 401
+    # Without htmx, the usual trip to the sign-in page.
+    assert client.post(url, data).status_code == 302
+    assert not Reflection.objects.exists()
+
+
+def test_the_system_map_diagram_keeps_svg_numbers_in_ukrainian(world):
+    for name in ("Residents", "Ward staff", "Volunteers"):
+        services.actor_add(
+            cycle=world.cycle_a, by=world.personas.manager_a, name=name, kind="group"
+        )
+    client = verified_client(world.personas.manager_a)
+    client.cookies["django_language"] = "uk"
+    html = client.get(cycle_url(world.cycle_a)).content.decode()
+    assert 'lang="uk"' in html
+    assert "<svg" in html
+    svg = html[html.index("<svg") : html.index("</svg>")]
+    import re
+
+    coordinates = re.findall(r' (?:x|y|x2|y2|cx|cy)="([^"]+)"', svg)
+    assert coordinates
+    assert all(re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", c) for c in coordinates), coordinates
