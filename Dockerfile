@@ -23,4 +23,4 @@ RUN DJANGO_DEBUG=false \
 
 USER hls
 EXPOSE 8000
-CMD ["gunicorn", "hls.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+CMD ["gunicorn", "hls.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-", "--logger-class", "hls.lib.gunicorn_logger.RedactingLogger"]

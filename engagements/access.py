@@ -123,7 +123,14 @@ def _partner_engagement_ids(user: AnyUser) -> QuerySet[EngagementPartner, Any]:
 
 
 def _facilitated_engagement_ids(user: AnyUser) -> QuerySet[Engagement, Any]:
-    return Engagement.objects.filter(facilitators=_pk(user)).values("id")
+    """Engagements the person facilitates while still a member of their learning partner."""
+    return Engagement.objects.filter(
+        facilitators=_pk(user), learning_partner__memberships__user_id=_pk(user)
+    ).values("id")
+
+
+def _facilitates(user: AnyUser, engagement_id: int) -> bool:
+    return _facilitated_engagement_ids(user).filter(id=engagement_id).exists()
 
 
 def engagements_for(user: AnyUser) -> QuerySet[Engagement]:
@@ -170,7 +177,7 @@ def engagement_access(user: AnyUser, public_id: uuid.UUID | str) -> EngagementAc
     )
     if engagement is None:
         deny(user, "engagement", public_id)
-    facilitates = engagement.facilitators.filter(pk=_pk(user)).exists()
+    facilitates = _facilitates(user, engagement.pk)
     if facilitates:
         start_for = tuple(engagement.partners.values_list("organisation_id", flat=True))
     else:
@@ -220,7 +227,7 @@ class CycleAccess:
 
 
 def _cycle_access(user: AnyUser, cycle: LearningCycle) -> CycleAccess:
-    facilitates = cycle.engagement.facilitators.filter(pk=_pk(user)).exists()
+    facilitates = _facilitates(user, cycle.engagement_id)
     role = (
         Membership.objects.filter(user_id=_pk(user), organisation_id=cycle.organisation_id)
         .values_list("role", flat=True)

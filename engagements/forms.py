@@ -174,7 +174,7 @@ class PartnerInviteForm(AccessibleFormMixin, forms.Form):
     city = forms.CharField(label=_("City or place"), max_length=100, required=False)
     admin_email = forms.EmailField(
         label=_("Email address of its first administrator"),
-        max_length=254,
+        max_length=150,  # it becomes the username, which holds 150 characters
         help_text=_("They get an invitation to set a password, then invite their colleagues."),
     )
 
@@ -211,7 +211,7 @@ class FacilitatorForm(AccessibleFormMixin, forms.Form):
 
 
 class InviteMemberForm(AccessibleFormMixin, forms.Form):
-    email = forms.EmailField(label=_("Email address"), max_length=254)
+    email = forms.EmailField(label=_("Email address"), max_length=150)
     role = forms.ChoiceField(label=_("Role"))
 
     def __init__(self, *args: Any, roles: list[tuple[str, str]], **kwargs: Any) -> None:

@@ -118,7 +118,10 @@ def cycle_list(
                 filter=Q(reflections__moderation=Reflection.Moderation.PUBLISHED),
                 distinct=True,
             ),
-            last_reflection=Max("reflections__created"),
+            last_reflection=Max(
+                "reflections__created",
+                filter=Q(reflections__moderation=Reflection.Moderation.PUBLISHED),
+            ),
         )
         .order_by("-updated")
     )

@@ -116,6 +116,8 @@ def _update_versioned(obj: M, version: int | None, fields: Mapping[str, Any]) ->
         for k, v in fields.items()
         if not isinstance(model._meta.get_field(k), models.ManyToManyField)
     }
+    if any(f.name == "updated" for f in model._meta.get_fields()):
+        simple["updated"] = timezone.now()
     changed = model._default_manager.filter(pk=obj.pk, version=expected).update(
         **simple, version=F("version") + 1
     )
@@ -168,7 +170,15 @@ def invitation_create(
         expires=now + timedelta(days=INVITATION_DAYS),
     )
     if existing is not None:
-        Membership.objects.create(user=existing, organisation=organisation, role=role)
+        try:
+            with transaction.atomic():
+                Membership.objects.create(user=existing, organisation=organisation, role=role)
+        except IntegrityError as error:  # a double click
+            raise Refused(
+                _("This person is already a member of %(organisation)s.")
+                % {"organisation": organisation.name},
+                field="email",
+            ) from error
         invitation.accepted = now
         invitation.accepted_by = existing
         invitation.save(update_fields=["accepted", "accepted_by"])
@@ -216,13 +226,21 @@ def invitation_accept(
                 "An account with this email address already exists. Sign in, then ask for a new invitation."
             )
         )
-    user = User.objects.create_user(
-        username=locked.email.lower(),
-        email=locked.email,
-        password=password,
-        first_name=first_name,
-        last_name=last_name,
-    )
+    try:
+        with transaction.atomic():
+            user = User.objects.create_user(
+                username=locked.email.lower(),
+                email=locked.email,
+                password=password,
+                first_name=first_name,
+                last_name=last_name,
+            )
+    except IntegrityError as error:  # the same address accepted twice at once
+        raise Refused(
+            _(
+                "An account with this email address already exists. Sign in, then ask for a new invitation."
+            )
+        ) from error
     Membership.objects.create(user=user, organisation=locked.organisation, role=locked.role)
     locked.accepted = timezone.now()
     locked.accepted_by = user
@@ -254,6 +272,11 @@ def member_remove(*, membership: Membership, by: User) -> None:
     if membership.role == Membership.Role.ADMIN:
         _keep_an_admin(membership)
     audit(by, "membership.removed", membership.organisation, member=membership.user_id)
+    # Leaving a learning partner ends facilitating its engagements.
+    for engagement in Engagement.objects.filter(
+        learning_partner_id=membership.organisation_id, facilitators=membership.user_id
+    ):
+        engagement.facilitators.remove(membership.user_id)
     membership.delete()
 
 
@@ -270,6 +293,11 @@ def _keep_an_admin(membership: Membership) -> None:
 
 
 # --- engagements ----------------------------------------------------------------------------
+
+
+def _lock(engagement: Engagement) -> None:
+    """Changes to an engagement's stages or facilitators happen one at a time."""
+    Engagement.objects.select_for_update().filter(pk=engagement.pk).first()
 
 
 @transaction.atomic
@@ -303,9 +331,8 @@ def engagement_update(
 
 @transaction.atomic
 def stage_add(*, engagement: Engagement, name: str, questions: str, by: User) -> Stage:
-    last = (
-        Stage.objects.select_for_update().filter(engagement=engagement).aggregate(Max("position"))
-    )
+    _lock(engagement)
+    last = Stage.objects.filter(engagement=engagement).aggregate(Max("position"))
     stage = Stage.objects.create(
         engagement=engagement,
         name=name,
@@ -328,7 +355,8 @@ def stage_update(*, stage: Stage, name: str, questions: str, by: User) -> Stage:
 @transaction.atomic
 def stage_move(*, stage: Stage, direction: int, by: User) -> None:
     """Swap a stage with its neighbour (direction -1 earlier, +1 later) and renumber."""
-    stages = list(Stage.objects.select_for_update().filter(engagement_id=stage.engagement_id))
+    _lock(stage.engagement)
+    stages = list(Stage.objects.filter(engagement_id=stage.engagement_id))
     index = next(i for i, s in enumerate(stages) if s.pk == stage.pk)
     other = index + direction
     if 0 <= other < len(stages):
@@ -378,6 +406,7 @@ def facilitator_add(*, engagement: Engagement, user: User, by: User) -> None:
 
 @transaction.atomic
 def facilitator_remove(*, engagement: Engagement, user: User, by: User) -> None:
+    _lock(engagement)
     if engagement.facilitators.exclude(pk=user.pk).count() == 0:
         raise Refused(_("An engagement needs at least one facilitator."))
     engagement.facilitators.remove(user)
@@ -446,6 +475,10 @@ def cycle_link_add(
     """``relation`` reads from ``cycle``: it is part of, contains, or is a peer of ``other``."""
     if other.pk == cycle.pk:
         raise Refused(_("A cycle cannot be linked to itself."), "other")
+    # Both cycles locked, in a fixed order, so A→B and B→A cannot both be written at once.
+    list(
+        LearningCycle.objects.select_for_update().filter(pk__in=[cycle.pk, other.pk]).order_by("pk")
+    )
     if CycleLink.objects.filter(
         models.Q(from_cycle=cycle, to_cycle=other) | models.Q(from_cycle=other, to_cycle=cycle)
     ).exists():
@@ -575,6 +608,7 @@ def child_update(
     if experiment is not None and experiment.cycle_id != obj.cycle_id:
         raise Refused(_("Choose one of this cycle's experiments."), "experiment")
     _update_versioned(obj, version, fields)
+    LearningCycle.objects.filter(pk=obj.cycle_id).update(updated=timezone.now())
     audit(by, f"{type(obj).__name__.lower()}.updated", obj)
     return obj
 

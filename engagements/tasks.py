@@ -41,6 +41,7 @@ def send_invitation(invitation_id: int) -> str:
         "inviter": (inviter.get_full_name() or inviter.get_username()) if inviter else "",
         "site_url": settings.SITE_URL,
         "added": added,
+        "LANGUAGE_CODE": invitation.language,
     }
     with translation.override(invitation.language):
         if not added:

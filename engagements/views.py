@@ -251,7 +251,7 @@ def facilitators(request: AuthedRequest, engagement: uuid.UUID) -> HttpResponse:
     if request.method == "POST":
         remove = request.POST.get("remove")
         if remove:
-            person = current.filter(username=remove).first()
+            person = None if "\x00" in remove else current.filter(username=remove[:150]).first()
             if person is None:
                 access.deny(request.user, "user", "facilitator")
             try:
@@ -514,15 +514,18 @@ def _child_form(
     kind: str, request: AuthedRequest, cycle: LearningCycle, *, prefix: str, instance: Any = None
 ) -> VersionedForm:
     data = request.POST if request.method == "POST" else None
+    # Several inline edit forms can be open on one page: each gets ids of its own.
+    auto_id = f"id_{instance.public_id.hex[:8]}_%s" if instance is not None else "id_%s"
+    options: dict[str, Any] = {"instance": instance, "prefix": prefix, "auto_id": auto_id}
     if kind == "actor":
-        return ActorForm(data, instance=instance, prefix=prefix)
+        return ActorForm(data, **options)
     if kind == "factor":
-        return FactorForm(data, instance=instance, prefix=prefix)
+        return FactorForm(data, **options)
     if kind == "experiment":
-        return ExperimentForm(data, instance=instance, prefix=prefix)
+        return ExperimentForm(data, **options)
     if kind == "reflection":
-        return ReflectionForm(data, instance=instance, prefix=prefix, cycle=cycle)
-    return AdaptationForm(data, instance=instance, prefix=prefix, cycle=cycle, viewer=request.user)
+        return ReflectionForm(data, cycle=cycle, **options)
+    return AdaptationForm(data, cycle=cycle, viewer=request.user, **options)
 
 
 def _add(kind: str, allowed: access.CycleAccess, request: AuthedRequest, form: Any) -> Any:
@@ -730,6 +733,12 @@ def invitation_accept(request: AuthedRequest, token: str) -> HttpResponse:
     invitation = services.invitation_by_token(token)
     if invitation is None:
         raise Http404
+    if (
+        invitation.accepted is not None
+        and request.user.is_authenticated
+        and invitation.accepted_by_id == request.user.pk
+    ):
+        return redirect("home")  # a second click on "Create my account"
     if not invitation.is_open:
         return render(
             request, "engagements/invitation_gone.html", {"invitation": invitation}, status=410

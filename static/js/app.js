@@ -28,7 +28,8 @@
     if (!form || !form.parentNode) {
       return;
     }
-    var key = signedOut ? "htmxSignedOut" : "htmxFailed";
+    var verb = event.detail.requestConfig ? event.detail.requestConfig.verb : "post";
+    var key = verb === "get" ? "htmxLoadFailed" : (signedOut ? "htmxSignedOut" : "htmxFailed");
     var note = form.previousElementSibling;
     if (!note || !note.hasAttribute("data-htmx-failure")) {
       note = document.createElement("p");

@@ -188,6 +188,10 @@ def test_access(things, row, persona, expected):
     url = url_for(things, row.name, row.variant)
     response = request(client_for(things, persona), row.method, url, htmx=row.htmx)
 
+    if expected == LOGIN and row.htmx:
+        # An htmx request whose session ended gets 401, so no sign-in page is swapped in.
+        assert response.status_code == 401, f"{persona} htmx {row.method.upper()} {url}"
+        return
     if expected == LOGIN:
         assert response.status_code == 302, f"{persona} {row.method.upper()} {url}"
         assert response["Location"].startswith(reverse("accounts:login"))
@@ -275,3 +279,20 @@ def test_unknown_kinds_and_sections_are_404(things):
     experiment = things.records["experiment"].public_id
     url = reverse("engagements:child_delete", args=["experiment", experiment])
     assert client.post(url).status_code == 404
+
+
+def test_leaving_the_learning_partner_ends_facilitating(things):
+    p = things.world.personas
+    Membership.objects.filter(user=p.facilitator, organisation=p.learning_partner).delete()
+    client = verified_client(p.facilitator)
+    for url in (url_for(things, "cycle"), url_for(things, "engagement_edit")):
+        assert client.get(url).status_code == 404, url
+
+
+def test_removing_a_member_of_the_learning_partner_removes_them_as_facilitator(things):
+    from engagements import services
+
+    p = things.world.personas
+    membership = Membership.objects.get(user=p.facilitator, organisation=p.learning_partner)
+    services.member_remove(membership=membership, by=p.facilitator)
+    assert not things.world.engagement.facilitators.filter(pk=p.facilitator.pk).exists()

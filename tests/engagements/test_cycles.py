@@ -316,3 +316,59 @@ def test_the_system_map_diagram_keeps_svg_numbers_in_ukrainian(world):
     coordinates = re.findall(r' (?:x|y|x2|y2|cx|cy)="([^"]+)"', svg)
     assert coordinates
     assert all(re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", c) for c in coordinates), coordinates
+
+
+def test_an_edited_reflection_says_so_and_the_cycle_moves_up_the_list(world):
+    from datetime import timedelta
+
+    import time_machine
+    from django.utils import timezone
+
+    reflection = services.reflection_add(
+        cycle=world.cycle_a, by=world.personas.practitioner_a, author_role="practitioner", text="a"
+    )
+    before = LearningCycle.objects.get(pk=world.cycle_a.pk).updated
+    with time_machine.travel(timezone.now() + timedelta(hours=2)):
+        services.child_update(
+            obj=reflection, version=reflection.version, by=world.personas.practitioner_a, text="b"
+        )
+    reflection.refresh_from_db()
+    assert (reflection.updated - reflection.created) > timedelta(hours=1)
+    assert LearningCycle.objects.get(pk=world.cycle_a.pk).updated > before
+    page = verified_client(world.personas.manager_a).get(cycle_url(world.cycle_a)).content.decode()
+    assert "edited" in page
+
+
+def test_odd_values_in_management_forms_are_not_server_errors(world):
+    client = verified_client(world.personas.facilitator)
+    engagement = world.engagement
+    response = client.post(
+        reverse("engagements:facilitators", args=[engagement.public_id]), {"remove": "a\x00b"}
+    )
+    assert response.status_code == 404
+    response = client.post(
+        reverse("engagements:partner_invite", args=[engagement.public_id]),
+        {"name": "Long", "kind": "charity", "admin_email": "a" * 170 + "@example.org"},
+    )
+    assert response.status_code == 200
+    assert "at most 150 characters" in response.content.decode()
+
+
+def test_two_inline_edit_forms_have_ids_of_their_own(world):
+    first, second = (
+        services.actor_add(cycle=world.cycle_a, by=world.personas.manager_a, name=n, kind="group")
+        for n in ("One", "Two")
+    )
+    client = verified_client(world.personas.manager_a)
+    forms = [
+        client.get(
+            reverse("engagements:child_edit", args=["actor", actor.public_id]),
+            headers={"HX-Request": "true"},
+        ).content.decode()
+        for actor in (first, second)
+    ]
+    import re
+
+    ids = [set(re.findall(r' id="([^"]+)"', html)) for html in forms]
+    assert ids[0]
+    assert not ids[0] & ids[1]

@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 import time_machine
 from django.contrib.auth import get_user_model
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -69,8 +70,9 @@ def test_an_invited_colleague_accepts_once_by_setting_a_password(
     assert user.username == "new.person@example.org"
     assert user.check_password("a long and unusual phrase")
     assert Membership.objects.get(user=user).role == "manager"
-    # The link works once.
-    assert client.get(url).status_code == 410
+    # The link works once: a second click of the new member goes home, anyone else is told.
+    assert client.get(url).status_code == 302
+    assert Client().get(url).status_code == 410
 
 
 def test_mismatched_or_weak_passwords_are_refused_with_the_name_kept(personas, org_admin):

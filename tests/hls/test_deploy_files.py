@@ -64,3 +64,32 @@ def test_the_dockerfile_serves_with_gunicorn_as_an_unprivileged_user():
     assert "USER hls" in dockerfile
     assert "collectstatic" in dockerfile
     assert '"gunicorn"' in dockerfile
+
+
+def test_gunicorns_access_log_hides_capability_tokens():
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config  # type: ignore[import-untyped]
+
+    from hls.lib.gunicorn_logger import RedactingLogger
+
+    logger = RedactingLogger(Config())
+    token = "Zq3xY0bW1cD2eF3gH4iJ5kL6mN7oP8qR"
+    environ = {
+        "RAW_URI": f"/invitations/{token}/",
+        "PATH_INFO": f"/invitations/{token}/",
+        "REQUEST_METHOD": "GET",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "QUERY_STRING": "",
+    }
+    request = SimpleNamespace(
+        method="GET", path=f"/invitations/{token}/", query="", version=(1, 1), headers=[]
+    )
+    response = SimpleNamespace(status="410 Gone", sent=10, headers=[], response_length=10)
+    atoms = logger.atoms(response, request, environ, SimpleNamespace(seconds=0, microseconds=1))
+    assert token not in str(atoms)
+    assert "/invitations/[redacted]" in atoms["r"]
+    assert (
+        "--logger-class hls.lib.gunicorn_logger.RedactingLogger"
+        in (BASE_DIR / "docker-compose.yml").read_text()
+    )
