@@ -126,6 +126,13 @@ class EngagementForm(VersionedForm):
         help_text=_("The language residents see first on this engagement's shared links."),
     )
 
+    learning_partner_choice = forms.ModelChoiceField(
+        label=_("Learning partner"),
+        queryset=Organisation.objects.none(),
+        to_field_name="public_id",
+        help_text=_("You belong to more than one learning partner: which one leads this?"),
+    )
+
     class Meta:
         model = Engagement
         fields = [
@@ -145,6 +152,24 @@ class EngagementForm(VersionedForm):
         help_texts = {
             "retention_days": _("Resident reflections older than this are deleted or anonymised."),
         }
+
+    def __init__(
+        self, *args: Any, learning_partners: list[Organisation] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.learning_partners = learning_partners or []
+        field = self.fields["learning_partner_choice"]
+        if len(self.learning_partners) > 1:
+            assert isinstance(field, forms.ModelChoiceField)
+            field.queryset = Organisation.objects.filter(
+                pk__in=[o.pk for o in self.learning_partners]
+            )
+        else:
+            del self.fields["learning_partner_choice"]
+
+    def learning_partner(self) -> Organisation:
+        chosen = self.cleaned_data.get("learning_partner_choice")
+        return chosen if chosen is not None else self.learning_partners[0]
 
     def clean(self) -> dict[str, Any]:
         super().clean()

@@ -96,18 +96,18 @@ def engagement_create(request: AuthedRequest) -> HttpResponse:
     partners = _learning_partners(request.user)
     if not partners:
         access.deny(request.user, "engagement", "new")
-    form = EngagementForm(request.POST or None)
+    form = EngagementForm(request.POST or None, learning_partners=partners)
     if request.method == "POST" and form.is_valid():
         data = form.changed_values()
         engagement = services.engagement_create(
-            learning_partner=partners[0], by=request.user, **data
+            learning_partner=form.learning_partner(), by=request.user, **data
         )
         messages.success(request, _("Engagement created. Next, invite its partner organisations."))
         return redirect("engagements:engagement", engagement.public_id)
     return render(
         request,
         "engagements/engagement_form.html",
-        {"form": form, "learning_partner": partners[0]},
+        {"form": form, "learning_partner": partners[0] if len(partners) == 1 else None},
     )
 
 

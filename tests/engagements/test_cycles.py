@@ -1,5 +1,7 @@
 """Learning cycles through the pages a person uses: the behaviour, not the markup."""
 
+from typing import Any
+
 import pytest
 from django.urls import reverse
 
@@ -372,3 +374,22 @@ def test_two_inline_edit_forms_have_ids_of_their_own(world):
     ids = [set(re.findall(r' id="([^"]+)"', html)) for html in forms]
     assert ids[0]
     assert not ids[0] & ids[1]
+
+
+def test_a_facilitator_of_two_learning_partners_chooses_which_leads(personas):
+    from engagements.models import Organisation
+    from tests.factories import MembershipFactory, OrganisationFactory
+
+    second: Any = OrganisationFactory(
+        name="Second Partner", kind=Organisation.Kind.LEARNING_PARTNER
+    )
+    MembershipFactory(user=personas.facilitator, organisation=second)
+    client = verified_client(personas.facilitator)
+    url = reverse("engagements:engagement_create")
+    data = {"title": "Two", "timezone": "Europe/London", "language": "en", "retention_days": "30"}
+    response = client.post(url, data)
+    assert response.status_code == 200
+    assert not Engagement.objects.exists()
+    response = client.post(url, {**data, "learning_partner_choice": str(second.public_id)})
+    assert response.status_code == 302
+    assert Engagement.objects.get().learning_partner == second
