@@ -156,6 +156,34 @@ def cycles_for(user: AnyUser) -> QuerySet[LearningCycle]:
     )
 
 
+def managed_cycles(user: AnyUser) -> QuerySet[LearningCycle]:
+    """Cycles a person manages: as a facilitator, or a manager or admin of the owner."""
+    if not user.is_authenticated:
+        return LearningCycle.objects.none()
+    managing_orgs = Membership.objects.filter(user_id=_pk(user), role__in=MANAGING_ROLES).values(
+        "organisation_id"
+    )
+    return LearningCycle.objects.filter(
+        Q(organisation_id__in=managing_orgs)
+        | Q(engagement_id__in=_facilitated_engagement_ids(user))
+    )
+
+
+def reflection_to_moderate(user: AnyUser, public_id: uuid.UUID | str) -> Reflection:
+    reflection = (
+        Reflection.objects.filter(
+            public_id=public_id,
+            author_role=Reflection.AuthorRole.RESIDENT,
+            cycle__in=managed_cycles(user),
+        )
+        .select_related("cycle")
+        .first()
+    )
+    if reflection is None:
+        deny(user, "reflection", public_id)
+    return reflection
+
+
 # --- one object, with what this person may do to it -----------------------------------------
 
 

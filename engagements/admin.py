@@ -17,10 +17,14 @@ from engagements.models import (
     Invitation,
     LearningCycle,
     Membership,
+    ModerationEvent,
     Organisation,
+    Outbox,
     Reflection,
+    SharedLink,
     Stage,
     StageMove,
+    WithdrawnSubmission,
 )
 
 
@@ -151,8 +155,8 @@ class ReflectionAdmin(admin.ModelAdmin):
     list_display = ["__str__", "author_role", "identity", "moderation", "created"]
     list_filter = ["author_role", "identity", "moderation"]
     search_fields = ["cycle__title"]
-    autocomplete_fields = ["cycle", "author", "experiment"]
-    exclude = ["version"]
+    autocomplete_fields = ["cycle", "author", "experiment", "shared_link"]
+    exclude = ["version", "receipt_hash", "submission_key"]
 
 
 @admin.register(Adaptation)
@@ -179,4 +183,40 @@ class AuditEventAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(SharedLink)
+class SharedLinkAdmin(admin.ModelAdmin):
+    list_display = ["label", "token_prefix", "cycle", "expires", "submissions", "revoked"]
+    list_filter = ["moderation_mode"]
+    search_fields = ["label", "token_prefix"]
+    exclude = ["token_hash"]
+    readonly_fields = ["token_prefix", "submissions", "last_used"]
+    autocomplete_fields = ["cycle", "created_by", "revoked_by"]
+
+
+@admin.register(ModerationEvent)
+class ModerationEventAdmin(admin.ModelAdmin):
+    list_display = ["at", "actor", "action", "cycle"]
+    list_filter = ["action"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Outbox)
+class OutboxAdmin(admin.ModelAdmin):
+    list_display = ["task", "object_id", "created", "enqueued", "done", "attempts"]
+    list_filter = ["task"]
+
+
+@admin.register(WithdrawnSubmission)
+class WithdrawnSubmissionAdmin(admin.ModelAdmin):
+    list_display = ["at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -120,8 +121,8 @@ class DemoLogin:
     otpauth_uri: str | None
 
 
-def _credentials(path: Path) -> dict[str, dict[str, str]]:
-    data: dict[str, dict[str, str]] = {"passwords": {}, "totp_keys": {}}
+def _credentials(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = {"passwords": {}, "totp_keys": {}}
     if path.exists():
         data.update(json.loads(path.read_text()))
     changed = False
@@ -132,6 +133,9 @@ def _credentials(path: Path) -> dict[str, dict[str, str]]:
         if person.username not in data["totp_keys"]:
             data["totp_keys"][person.username] = secrets.token_hex(20)
             changed = True
+    if "resident_token" not in data:
+        data["resident_token"] = secrets.token_urlsafe(32)
+        changed = True
     if changed:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(data, indent=2))
@@ -190,14 +194,14 @@ def load_demo(credentials_path: Path) -> list[DemoLogin]:
                 otpauth,
             )
         )
-    _load_engagement(orgs)
+    _load_engagement(orgs, credentials)
     return logins
 
 
-def _load_engagement(orgs: dict[str, Organisation]) -> None:
+def _load_engagement(orgs: dict[str, Organisation], credentials: dict[str, Any]) -> None:
     """One engagement with cycles at every stage, a system map, experiments, reflections in
     each role and identity mode, and adaptations. Skipped when it is already there."""
-    from engagements import services
+    from engagements import residents, services
     from engagements.models import Engagement, EngagementPartner, Reflection, StageMove
 
     public_id = uuid.uuid5(NAMESPACE, "engagement")
@@ -384,6 +388,13 @@ def _load_engagement(orgs: dict[str, Organisation]) -> None:
         decided_by="Ward and council managers",
         decided_on=today,
         status="proposed",
+    )
+    residents.link_create(
+        cycle=discharge,
+        by=north_manager,
+        label="Demo: leaflet in the discharge lounge",
+        days=365,
+        token=credentials["resident_token"],
     )
     services.cycle_link_add(cycle=calls, other=discharge, relation="part_of", by=north_manager)
     services.cycle_link_add(cycle=meals, other=discharge, relation="peer", by=east_manager)

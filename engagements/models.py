@@ -414,6 +414,20 @@ class Principle(models.TextChoices):
     SYSTEMS = "systems", _("Systems")
 
 
+class Change(models.TextChoices):
+    BETTER = "better", _("Better")
+    SAME = "same", _("About the same")
+    WORSE = "worse", _("Worse")
+
+
+class Feeling(models.TextChoices):
+    HOPEFUL = "hopeful", _("Hopeful")
+    RELIEVED = "relieved", _("Relieved")
+    FRUSTRATED = "frustrated", _("Frustrated")
+    WORRIED = "worried", _("Worried")
+    UNSURE = "unsure", _("Unsure")
+
+
 class Reflection(models.Model):
     class AuthorRole(models.TextChoices):
         PRACTITIONER = "practitioner", _("Practitioner")
@@ -456,6 +470,20 @@ class Reflection(models.Model):
         max_length=16, choices=Moderation.choices, default=Moderation.PUBLISHED
     )
     language = models.CharField(max_length=8, blank=True)
+    # Resident input (DESIGN.md §5): which link it came through, what they chose to tell us.
+    # No IP address or user agent is ever stored with a reflection.
+    shared_link = models.ForeignKey(
+        "SharedLink", null=True, blank=True, on_delete=models.SET_NULL, related_name="reflections"
+    )
+    first_name = models.CharField(_("first name"), max_length=60, blank=True)
+    better_or_worse = models.CharField(
+        _("did things get better or worse"), max_length=16, choices=Change.choices, blank=True
+    )
+    feeling = models.CharField(_("how it felt"), max_length=16, choices=Feeling.choices, blank=True)
+    consent = models.BooleanField(default=False)
+    follow_up_email = models.EmailField(blank=True)
+    submission_key = models.UUIDField(null=True, blank=True, unique=True, editable=False)
+    receipt_hash = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
     created = models.DateTimeField(auto_now_add=True, db_index=True)
     updated = models.DateTimeField(auto_now=True)
     version = models.PositiveIntegerField(default=1)
@@ -533,3 +561,115 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.action} {self.object_type} {self.object_id}"
+
+
+class SharedLink(models.Model):
+    """A capability link for residents (DESIGN.md §5). Only the token's SHA-256 is stored."""
+
+    class ModerationMode(models.TextChoices):
+        PUBLISH = "publish", _("Publish at once")
+        HOLD = "hold", _("Hold each reflection for review")
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    cycle = models.ForeignKey(LearningCycle, on_delete=models.CASCADE, related_name="shared_links")
+    label = models.CharField(_("label"), max_length=120)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    token_prefix = models.CharField(max_length=8, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    expires = models.DateTimeField(_("expires"))
+    max_submissions = models.PositiveIntegerField(_("maximum reflections"), null=True, blank=True)
+    submissions = models.PositiveIntegerField(default=0)
+    moderation_mode = models.CharField(
+        _("moderation"), max_length=8, choices=ModerationMode.choices, default=ModerationMode.HOLD
+    )
+    revoked = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_used = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+        verbose_name = _("shared link")
+        verbose_name_plural = _("shared links")
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.token_prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        from django.utils import timezone
+
+        return (
+            self.revoked is None
+            and self.expires > timezone.now()
+            and (self.max_submissions is None or self.submissions < self.max_submissions)
+        )
+
+
+class ModerationEvent(models.Model):
+    """Who approved, hid or redacted which resident reflection, and when. Never the text."""
+
+    class Action(models.TextChoices):
+        APPROVE = "approve", _("Approved")
+        HIDE = "hide", _("Hidden")
+        REDACT = "redact", _("Part removed")
+
+    reflection = models.ForeignKey(
+        Reflection, null=True, on_delete=models.SET_NULL, related_name="moderation_events"
+    )
+    cycle = models.ForeignKey(LearningCycle, on_delete=models.CASCADE, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    action = models.CharField(max_length=16, choices=Action.choices)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name = _("moderation event")
+        verbose_name_plural = _("moderation events")
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} {self.at:%Y-%m-%d %H:%M}"
+
+
+class Outbox(models.Model):
+    """A job to run after a commit, written in the same transaction as the data it is about.
+
+    It is enqueued once the transaction commits; if the broker was unreachable, the sweeper
+    enqueues it later. Tasks are idempotent, so a row enqueued twice does no harm.
+    """
+
+    task = models.CharField(max_length=100)
+    object_id = models.BigIntegerField()
+    created = models.DateTimeField(auto_now_add=True)
+    enqueued = models.DateTimeField(null=True, blank=True)
+    done = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["created", "id"]
+        verbose_name = _("outbox job")
+        verbose_name_plural = _("outbox jobs")
+        indexes = [models.Index(fields=["done", "created"], name="outbox_pending")]
+
+    def __str__(self) -> str:
+        return f"{self.task}({self.object_id})"
+
+
+class WithdrawnSubmission(models.Model):
+    """The submission key of withdrawn words, so a replayed form cannot bring them back."""
+
+    key = models.UUIDField(primary_key=True)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("withdrawn submission")
+        verbose_name_plural = _("withdrawn submissions")
+
+    def __str__(self) -> str:
+        return f"withdrawn {self.at:%Y-%m-%d}"

@@ -168,7 +168,8 @@ def reflection_entry(
     reflection: Reflection, *, viewer: AnyUser, engagement_id: int
 ) -> ReflectionEntry:
     if reflection.author_role == Reflection.AuthorRole.RESIDENT:
-        label = _("A resident")
+        named = reflection.identity == Reflection.Identity.NAMED and reflection.first_name
+        label = reflection.first_name if named else _("A resident")
     elif reflection.identity == Reflection.Identity.NAMED:
         label = display_name(reflection.author)
     elif reflection.identity == Reflection.Identity.PSEUDONYMOUS and reflection.author_id:

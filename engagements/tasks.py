@@ -55,3 +55,67 @@ def send_invitation(invitation_id: int) -> str:
     message.attach_alternative(html, "text/html")
     message.send()
     return "sent"
+
+
+@shared_task(name="engagements.run_outbox")
+def run_outbox(outbox_id: int) -> str:
+    """Run one outbox job, once: the row is locked and marked done in the same transaction."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from engagements.models import Outbox
+    from engagements.residents import FOLLOW_UP
+
+    with transaction.atomic():
+        job = Outbox.objects.select_for_update(skip_locked=True).filter(pk=outbox_id).first()
+        if job is None or job.done is not None:
+            return "skipped"
+        if job.task == FOLLOW_UP:
+            _send_follow_up(job.object_id)
+        job.done = timezone.now()
+        job.save(update_fields=["done"])
+    return "done"
+
+
+def _send_follow_up(reflection_id: int) -> None:
+    """Thank a resident who asked to hear back, in the language they wrote in."""
+    from engagements.models import Reflection
+
+    reflection = (
+        Reflection.objects.select_related("cycle__engagement").filter(pk=reflection_id).first()
+    )
+    if reflection is None or not reflection.follow_up_email:
+        return
+    context = {
+        "question": reflection.cycle.learning_question,
+        "engagement": reflection.cycle.engagement.title,
+        "site_url": settings.SITE_URL,
+        "LANGUAGE_CODE": reflection.language or settings.LANGUAGE_CODE,
+    }
+    with translation.override(reflection.language or settings.LANGUAGE_CODE):
+        subject = render_to_string("emails/resident_follow_up_subject.txt", context).strip()
+        text = render_to_string("emails/resident_follow_up.txt", context)
+    EmailMultiAlternatives(subject, text, to=[reflection.follow_up_email]).send()
+
+
+@shared_task(name="engagements.sweep_outbox")
+def sweep_outbox() -> int:
+    """Enqueue outbox jobs the request could not (broker down) or that were lost."""
+    from datetime import timedelta
+
+    from django.db.models import Q
+    from django.utils import timezone
+
+    from engagements.models import Outbox
+
+    now = timezone.now()
+    stale = (
+        Outbox.objects.filter(done=None, created__lt=now - timedelta(seconds=20))
+        .filter(Q(enqueued=None) | Q(enqueued__lt=now - timedelta(minutes=15)))
+        .values_list("pk", flat=True)[:500]
+    )
+    ids = list(stale)
+    for outbox_id in ids:
+        run_outbox.apply_async(args=(outbox_id,))
+        Outbox.objects.filter(pk=outbox_id).update(enqueued=timezone.now())
+    return len(ids)

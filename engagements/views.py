@@ -11,7 +11,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import segno
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_required
@@ -23,7 +25,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import reswap, retarget
 
-from engagements import access, diagram, selectors, services
+from engagements import access, diagram, residents, selectors, services
 from engagements.forms import (
     AcceptInvitationForm,
     ActorForm,
@@ -47,10 +49,14 @@ from engagements.models import (
     Invitation,
     LearningCycle,
     Membership,
+    ModerationEvent,
     Organisation,
+    Reflection,
     Scale,
+    SharedLink,
     Stage,
 )
+from engagements.resident_forms import ModerationForm, SharedLinkForm
 from hls.lib.http import AuthedRequest
 
 GET_POST = ["GET", "POST"]
@@ -766,3 +772,107 @@ def invitation_accept(request: AuthedRequest, token: str) -> HttpResponse:
     return render(
         request, "engagements/invitation_accept.html", {"invitation": invitation, "form": form}
     )
+
+
+# --- resident links and moderation ----------------------------------------------------------
+
+
+def _resident_links_page(
+    request: AuthedRequest,
+    allowed: access.CycleAccess,
+    form: SharedLinkForm,
+    new: tuple[SharedLink, str] | None = None,
+) -> HttpResponse:
+    context: dict[str, Any] = {
+        "cycle": allowed.cycle,
+        "engagement": allowed.cycle.engagement,
+        "form": form,
+        "links": list(allowed.cycle.shared_links.select_related("created_by")),
+    }
+    if new is not None:
+        link, token = new
+        url = f"{settings.SITE_URL}{reverse('residents:open', args=[token])}"
+        context.update(
+            new_link=link,
+            new_url=url,
+            qr_svg=segno.make(url, error="m").svg_inline(
+                scale=5, title=_("QR code of the link"), omitsize=True
+            ),
+        )
+    return render(request, "engagements/resident_links.html", context)
+
+
+@login_required
+@require_http_methods(GET_POST)
+def resident_links(request: AuthedRequest, cycle: uuid.UUID) -> HttpResponse:
+    allowed = access.cycle_access(request.user, cycle, need="manage")
+    form = SharedLinkForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        new = residents.link_create(
+            cycle=allowed.cycle,
+            by=request.user,
+            label=form.cleaned_data["label"],
+            days=form.cleaned_data["days"],
+            max_submissions=form.cleaned_data["max_submissions"],
+            moderation_mode=form.cleaned_data["moderation_mode"],
+        )
+        return _resident_links_page(request, allowed, SharedLinkForm(), new)
+    return _resident_links_page(request, allowed, form)
+
+
+@login_required
+@require_POST
+def resident_link_revoke(request: AuthedRequest, cycle: uuid.UUID, link: uuid.UUID) -> HttpResponse:
+    allowed = access.cycle_access(request.user, cycle, need="manage")
+    found = allowed.cycle.shared_links.filter(public_id=link).first()
+    if found is None:
+        access.deny(request.user, "sharedlink", link)
+    residents.link_revoke(link=found, by=request.user)
+    messages.success(request, _("Link closed. Anyone opening it now is told it no longer works."))
+    return redirect("engagements:resident_links", cycle)
+
+
+@login_required
+@require_GET
+def moderation_queue(request: AuthedRequest) -> HttpResponse:
+    held = list(
+        Reflection.objects.filter(
+            author_role=Reflection.AuthorRole.RESIDENT,
+            moderation=Reflection.Moderation.HELD,
+            cycle__in=access.managed_cycles(request.user),
+        )
+        .select_related("cycle__organisation", "cycle__engagement")
+        .order_by("created")
+    )
+    log = list(
+        ModerationEvent.objects.filter(
+            cycle__in=access.managed_cycles(request.user)
+        ).select_related("actor", "cycle")[:50]
+    )
+    return render(
+        request,
+        "engagements/moderation.html",
+        {"held": held, "log": log, "form": ModerationForm()},
+    )
+
+
+@login_required
+@require_POST
+def moderation_act(request: AuthedRequest, reflection: uuid.UUID) -> HttpResponse:
+    found = access.reflection_to_moderate(request.user, reflection)
+    form = ModerationForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("Choose approve, hide or remove part."))
+        return redirect("engagements:moderation")
+    try:
+        residents.moderate(
+            reflection=found,
+            action=form.cleaned_data["action"],
+            by=request.user,
+            remove=form.cleaned_data["remove"],
+        )
+    except services.Refused as refusal:
+        messages.error(request, refusal.message)
+    else:
+        messages.success(request, _("Done. The log below records it."))
+    return redirect("engagements:moderation")

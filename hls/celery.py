@@ -16,6 +16,10 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 app.conf.beat_schedule = {
+    "sweep-outbox": {
+        "task": "engagements.sweep_outbox",
+        "schedule": 60.0,
+    },
     "clear-expired-sessions": {
         "task": "hls.tasks.clear_expired_sessions",
         "schedule": crontab(hour="3", minute="17"),

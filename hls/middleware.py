@@ -33,3 +33,21 @@ class PrivatePagesMiddleware:
         if request.headers.get("HX-Request"):
             patch_vary_headers(response, ["HX-Request"])
         return response
+
+
+class ResidentPagesMiddleware:
+    """Everything under /r/ (resident links) leaks nothing onward (DESIGN.md §5).
+
+    No referrer leaves the page, search engines do not index it, and nothing is cached.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if request.path.startswith("/r/"):
+            response["Referrer-Policy"] = "no-referrer"
+            response["X-Robots-Tag"] = "noindex, nofollow"
+            add_never_cache_headers(response)
+        return response

@@ -195,6 +195,7 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "hls.middleware.PrivatePagesMiddleware",
+    "hls.middleware.ResidentPagesMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
 

@@ -9,6 +9,9 @@ urlpatterns = [
     path("robots.txt", views.robots_txt, name="robots_txt"),
     path("accounts/", include("engagements.account_urls")),
     path("", include("engagements.urls")),
+    path("r/", include("engagements.resident_urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
 ]
+
+handler500 = "hls.views.server_error"

@@ -39,5 +39,30 @@ def robots_txt(request: HttpRequest) -> HttpResponse:
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
-    """A plain-language page when a form's security check fails (usually an old tab)."""
+    """A plain-language page when a form's security check fails (usually an old tab).
+
+    A resident's reflection comes back on its form, with their words, instead (DESIGN.md §5).
+    """
+    if request.path == "/r/" and request.method == "POST":
+        from engagements.resident_views import rescue_after_security_check
+
+        rescued = rescue_after_security_check(request)
+        if rescued is not None:
+            return rescued
     return render(request, "errors/csrf.html", status=403)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """500, or 503 with its own words when the database is down (nothing was saved)."""
+    import sys
+
+    from django.db import InterfaceError, OperationalError
+    from django.template import loader
+
+    error = sys.exc_info()[1]
+    if isinstance(error, OperationalError | InterfaceError):
+        body = loader.get_template("errors/database_down.html").render()
+        response = HttpResponse(body, status=503)
+        response["Retry-After"] = "60"
+        return response
+    return HttpResponse(loader.get_template("500.html").render(), status=500)

@@ -52,6 +52,64 @@
     reportFailure(event, false);
   });
 
+  // A character count under a text box with data-charcount (announced politely).
+  function updateCount(box) {
+    var out = document.querySelector('[data-charcount-for="' + box.id + '"]');
+    if (!out) {
+      return;
+    }
+    var limit = parseInt(box.getAttribute("data-charcount"), 10);
+    var left = limit - box.value.length;
+    var template = left >= 0 ? out.getAttribute("data-left") : out.getAttribute("data-over");
+    out.textContent = (template || "").replace("%s", String(Math.abs(left)));
+  }
+
+  // A resident's words are kept in this tab until the thank-you page confirms they are saved,
+  // so a failed send (a dropped connection, the database down) never loses them.
+  function keepDraft(form) {
+    var key = "hls-draft:" + form.getAttribute("data-keep-draft");
+    var box = form.querySelector("textarea");
+    if (!box || !window.sessionStorage) {
+      return;
+    }
+    if (!box.value && sessionStorage.getItem(key)) {
+      box.value = sessionStorage.getItem(key);
+    }
+    box.addEventListener("input", function () {
+      sessionStorage.setItem(key, box.value);
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("textarea[data-charcount]").forEach(function (box) {
+      updateCount(box);
+      box.addEventListener("input", function () { updateCount(box); });
+    });
+    document.querySelectorAll("form[data-keep-draft]").forEach(keepDraft);
+    document.querySelectorAll("[data-draft-sent]").forEach(function (el) {
+      if (window.sessionStorage) {
+        sessionStorage.removeItem("hls-draft:" + el.getAttribute("data-draft-sent"));
+      }
+    });
+    document.querySelectorAll("[data-copy-from]").forEach(function (button) {
+      button.addEventListener("click", function () {
+        var source = document.getElementById(button.getAttribute("data-copy-from"));
+        var status = button.parentNode.querySelector(".copy-status");
+        if (!source || !navigator.clipboard) {
+          source.select();
+          return;
+        }
+        navigator.clipboard.writeText(source.value).then(function () {
+          if (status) {
+            status.textContent = button.getAttribute("data-copied");
+          }
+        }, function () {
+          source.select();
+        });
+      });
+    });
+  });
+
   // After an htmx swap has settled (outerHTML swaps are only final then), put focus where the
   // person needs it: the error summary, else the announcement of what changed, else the first
   // field of an inline edit form that just opened, else back to the record they were editing.

@@ -8,6 +8,7 @@ here fails ``test_every_url_pattern_is_in_the_table``.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from types import SimpleNamespace
@@ -17,7 +18,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from engagements import services, urls, views
+from engagements import residents, services, urls, views
 from engagements.models import AuditEvent, Invitation, LearningCycle, Membership
 from tests.conftest import verified_client
 from tests.factories import MembershipFactory, UserFactory, totp_device
@@ -97,6 +98,12 @@ ROWS = [
     Row("invitation_revoke", (404, 302, 404, 404, 404, LOGIN), method="post"),
     # No sign-in needed: the token is the key.
     Row("invitation_accept", (200, 200, 200, 200, 200, 200)),
+    Row("resident_links", CYCLE_A_MANAGERS),
+    Row("resident_link_revoke", (302, 302, 404, 404, 404, LOGIN), method="post"),
+    # Everyone signed in has a review queue: theirs may be empty.
+    Row("moderation", SIGNED_IN),
+    # An empty POST is refused with a message and a redirect; outsiders to cycle_a get 404.
+    Row("moderation_act", (302, 302, 404, 404, 404, LOGIN), method="post"),
 ]
 CASES = [
     pytest.param(row, persona, expected, id=f"{row.label}-{persona}")
@@ -133,7 +140,22 @@ def things(world):
         invited_by=by,
         expires=timezone.now() + timedelta(days=7),
     )
+    link, token = residents.link_create(cycle=cycle, by=by, label="Library")
+    resident_reflection, _ = residents.submit(
+        link_id=link.pk,
+        submission_key=uuid.uuid4(),
+        text="The clinic moved.",
+        identity="anonymous",
+        first_name="",
+        better_or_worse="",
+        feeling="",
+        principles=[],
+        follow_up_email="",
+        language="en",
+    )
     values = {
+        "link": link.public_id,
+        "reflection": resident_reflection.public_id,
         "engagement": world.engagement.public_id,
         "stage": cycle.stage.public_id,
         "cycle": cycle.public_id,

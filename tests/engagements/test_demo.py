@@ -68,3 +68,17 @@ def test_the_demo_engagement_shows_a_whole_learning_cycle(tmp_path):
     )
     assert Adaptation.objects.filter(reflections__isnull=False).exists()
     assert engagement.facilitators.filter(username="facilitator").exists()
+
+
+def test_the_demo_prints_a_resident_link_that_opens(tmp_path, client):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("demo", credentials=tmp_path / "demo.json", stdout=out)
+    line = next(line for line in out.getvalue().splitlines() if "/r/" in line)
+    path = line[line.index("/r/") :].strip()
+    response = client.get(path)
+    assert response.status_code == 302
+    assert client.get(response["Location"]).status_code == 200

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -41,3 +42,9 @@ class Command(BaseCommand):
             )
             for login in two_factor:
                 self.stdout.write(f"  {login.username:<20} {login.otpauth_uri}")
+        token = json.loads(options["credentials"].read_text()).get("resident_token")
+        if token:
+            self.stdout.write(
+                "\nDemo resident link (open it on a phone or in a private window):\n"
+                f"  {settings.SITE_URL}/r/{token}"
+            )

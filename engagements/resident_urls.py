@@ -1,0 +1,18 @@
+from django.urls import path
+
+from engagements import resident_views
+
+app_name = "residents"
+
+urlpatterns = [
+    path("", resident_views.reflect, name="reflect"),
+    path("receipt/", resident_views.receipt, name="receipt"),
+    path("receipt/yours/", resident_views.receipt_view, name="receipt_view"),
+    path(
+        "receipt/yours/download.<str:fmt>",
+        resident_views.receipt_download,
+        name="receipt_download",
+    ),
+    path("receipt/yours/withdraw/", resident_views.receipt_withdraw, name="receipt_withdraw"),
+    path("<str:token>", resident_views.open_link, name="open"),
+]

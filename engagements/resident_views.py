@@ -1,0 +1,303 @@
+"""Pages residents use through a shared link, with no account (DESIGN.md §5).
+
+``/r/<token>`` changes nothing: it checks the token's hash, keeps the link in a short
+anonymous session and redirects to ``/r/`` so the token leaves the address bar. Everything
+under ``/r/`` is sent with no-referrer, noindex and no-store (``hls.middleware``).
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.conf import settings
+from django.core import signing
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import translation
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_http_methods
+
+from engagements import residents
+from engagements.models import Adaptation, Reflection, SharedLink
+from engagements.resident_forms import ReceiptForm, ResidentReflectionForm
+from engagements.services import Refused
+from hls.lib import ratelimit
+from hls.lib.http import client_ip
+
+SESSION_LINK = "resident_link"
+SESSION_RECEIPT = "resident_receipt"
+LINK_SALT = "resident-link"
+SESSION_SECONDS = 12 * 60 * 60
+LINK_REF_SECONDS = 7 * 24 * 60 * 60  # a form left open for days still keeps its words
+
+LOOKUPS_PER_MINUTE = 60
+FAILED_LOOKUPS_PER_10_MINUTES = 20
+SUBMISSIONS_PER_LINK_PER_MINUTE = 60
+
+
+def _too_many(request: HttpRequest, wait: int) -> HttpResponse:
+    # Pages answering /r/<token> never echo the token, not even in the language switcher.
+    response = render(
+        request, "residents/too_many.html", {"switcher_next": "/r/receipt/"}, status=429
+    )
+    response["Retry-After"] = str(wait)
+    return response
+
+
+def _closed(request: HttpRequest, status: int) -> HttpResponse:
+    # The same words for an unknown, expired or withdrawn link: the page reveals nothing.
+    return render(
+        request, "residents/link_closed.html", {"switcher_next": "/r/receipt/"}, status=status
+    )
+
+
+def _activate(link: SharedLink, request: HttpRequest) -> None:
+    """Residents see the engagement's language unless they chose another one."""
+    if settings.LANGUAGE_COOKIE_NAME not in request.COOKIES:
+        translation.activate(link.cycle.engagement.language)
+        request.LANGUAGE_CODE = link.cycle.engagement.language
+
+
+@require_GET
+def open_link(request: HttpRequest, token: str) -> HttpResponse:
+    ip = client_ip(request)
+    wait = ratelimit.peek(
+        "r-fail", ip, limit=FAILED_LOOKUPS_PER_10_MINUTES, window=600
+    ) or ratelimit.hit("r-lookup", ip, limit=LOOKUPS_PER_MINUTE, window=60)
+    if wait:
+        return _too_many(request, wait)
+    link = residents.link_by_token(token)
+    if link is None:
+        ratelimit.hit("r-fail", ip, limit=FAILED_LOOKUPS_PER_10_MINUTES, window=600)
+        return _closed(request, 404)
+    if not link.is_active:
+        return _closed(request, 410)
+    request.session[SESSION_LINK] = link.pk
+    request.session.set_expiry(SESSION_SECONDS)
+    response = redirect("residents:reflect")
+    if settings.LANGUAGE_COOKIE_NAME not in request.COOKIES:
+        response.set_cookie(
+            settings.LANGUAGE_COOKIE_NAME,
+            link.cycle.engagement.language,
+            samesite="Lax",
+            secure=request.is_secure(),
+        )
+    return response
+
+
+def _link_from(request: HttpRequest, link_ref: str | None = None) -> SharedLink | None:
+    link_id = request.session.get(SESSION_LINK)
+    if link_id is None and link_ref:
+        try:
+            link_id = signing.loads(link_ref, salt=LINK_SALT, max_age=LINK_REF_SECONDS)
+        except signing.BadSignature:
+            return None
+    if link_id is None:
+        return None
+    return (
+        SharedLink.objects.select_related("cycle__engagement", "cycle__organisation")
+        .filter(pk=link_id)
+        .first()
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def reflect(request: HttpRequest) -> HttpResponse:
+    had_session = SESSION_LINK in request.session
+    link = _link_from(request, request.POST.get("link_ref"))
+    if link is None:
+        return render(request, "residents/no_link.html", status=400 if request.POST else 200)
+    _activate(link, request)
+    if not link.is_active:
+        if request.method == "POST":
+            form = ResidentReflectionForm(request.POST)
+            form.is_valid()
+            form.add_error(None, _("This link has closed, so your reflection could not be sent."))
+            return _form_page(request, link, form, status=410)
+        return _closed(request, 410)
+    request.session[SESSION_LINK] = link.pk
+    if request.method == "GET":
+        form = ResidentReflectionForm(initial={"link_ref": signing.dumps(link.pk, salt=LINK_SALT)})
+        return _form_page(request, link, form)
+
+    form = ResidentReflectionForm(request.POST)
+    if not form.is_valid():
+        return _form_page(request, link, form)
+    if not had_session:
+        # The session ended while they typed: nothing is lost, they press Send once more.
+        form = ResidentReflectionForm(request.POST)
+        form.is_valid()
+        return _form_page(request, link, form, resumed=True)
+    wait = ratelimit.hit("r-submit", str(link.pk), limit=SUBMISSIONS_PER_LINK_PER_MINUTE, window=60)
+    if (
+        wait
+        and not Reflection.objects.filter(
+            submission_key=form.cleaned_data["submission_key"]
+        ).exists()
+    ):
+        response = _form_page(request, link, form, status=429, busy=True)
+        response["Retry-After"] = str(wait)
+        return response
+    data = form.cleaned_data
+    try:
+        reflection, _created = residents.submit(
+            link_id=link.pk,
+            submission_key=data["submission_key"],
+            text=data["text"],
+            identity=data["identity"],
+            first_name=data["first_name"].strip(),
+            better_or_worse=data["better_or_worse"],
+            feeling=data["feeling"],
+            principles=data["principles"],
+            follow_up_email=data["email"],
+            language=translation.get_language() or settings.LANGUAGE_CODE,
+        )
+    except Refused as refusal:
+        form.add_error(None, refusal.message)
+        return _form_page(
+            request, link, form, status=410 if not isinstance(refusal, residents.Withdrawn) else 200
+        )
+    request.session[SESSION_RECEIPT] = reflection.pk
+    return render(
+        request,
+        "residents/thanks.html",
+        {
+            "link": link,
+            "cycle": link.cycle,
+            "reflection": reflection,
+            "receipt": residents.receipt_code(data["submission_key"]),
+        },
+    )
+
+
+def rescue_after_security_check(request: HttpRequest) -> HttpResponse | None:
+    """The form again, with the resident's words, after a failed CSRF check (an old page)."""
+    link = _link_from(request, request.POST.get("link_ref"))
+    if link is None or not link.is_active:
+        return None
+    _activate(link, request)
+    request.session[SESSION_LINK] = link.pk
+    form = ResidentReflectionForm(request.POST)
+    form.is_valid()
+    return _form_page(request, link, form, status=403, resumed=True)
+
+
+def _form_page(
+    request: HttpRequest,
+    link: SharedLink,
+    form: ResidentReflectionForm,
+    *,
+    status: int = 200,
+    resumed: bool = False,
+    busy: bool = False,
+) -> HttpResponse:
+    return render(
+        request,
+        "residents/reflect.html",
+        {
+            "link": link,
+            "cycle": link.cycle,
+            "engagement": link.cycle.engagement,
+            "form": form,
+            "resumed": resumed,
+            "busy": busy,
+        },
+        status=status,
+    )
+
+
+# --- receipts -------------------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+def receipt(request: HttpRequest) -> HttpResponse:
+    form = ReceiptForm(request.POST or None)
+    if request.method == "POST":
+        ip = client_ip(request)
+        wait = ratelimit.peek("r-receipt-fail", ip, limit=FAILED_LOOKUPS_PER_10_MINUTES, window=600)
+        if wait:
+            return _too_many(request, wait)
+        if form.is_valid():
+            found = residents.reflection_by_receipt(form.cleaned_data["code"])
+            if found is not None:
+                request.session[SESSION_RECEIPT] = found.pk
+                request.session.set_expiry(SESSION_SECONDS)
+                return redirect("residents:receipt_view")
+            ratelimit.hit("r-receipt-fail", ip, limit=FAILED_LOOKUPS_PER_10_MINUTES, window=600)
+            form.add_error(
+                "code",
+                _(
+                    "We found no reflection with this code. Check it against what you wrote "
+                    "down; if you withdrew the reflection, it no longer exists."
+                ),
+            )
+    return render(request, "residents/receipt.html", {"form": form})
+
+
+def _receipt_reflection(request: HttpRequest) -> Reflection | None:
+    reflection_id = request.session.get(SESSION_RECEIPT)
+    if reflection_id is None:
+        return None
+    return (
+        Reflection.objects.select_related("cycle__engagement", "cycle__organisation", "stage")
+        .filter(pk=reflection_id, author_role=Reflection.AuthorRole.RESIDENT)
+        .first()
+    )
+
+
+def _since(reflection: Reflection) -> QuerySet[Adaptation]:
+    return Adaptation.objects.filter(
+        cycle_id=reflection.cycle_id, created__gte=reflection.created
+    ).order_by("created")
+
+
+@require_GET
+def receipt_view(request: HttpRequest) -> HttpResponse:
+    reflection = _receipt_reflection(request)
+    if reflection is None:
+        return redirect("residents:receipt")
+    return render(
+        request,
+        "residents/receipt_view.html",
+        {
+            "reflection": reflection,
+            "cycle": reflection.cycle,
+            "adaptations": list(_since(reflection)),
+        },
+    )
+
+
+@require_GET
+def receipt_download(request: HttpRequest, fmt: str) -> HttpResponse:
+    if fmt not in ("json", "txt"):
+        raise Http404
+    reflection = _receipt_reflection(request)
+    if reflection is None:
+        return redirect("residents:receipt")
+    data = residents.export(reflection)
+    if fmt == "json":
+        response = HttpResponse(
+            json.dumps(data, ensure_ascii=False, indent=2),
+            content_type="application/json; charset=utf-8",
+        )
+    else:
+        lines = [f"{key}: {value}" for key, value in data.items() if key != "reflection"]
+        body = data["reflection"] + "\n\n" + "\n".join(lines) + "\n"
+        response = HttpResponse(body, content_type="text/plain; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="my-reflection.{fmt}"'
+    return response
+
+
+@require_http_methods(["GET", "POST"])
+def receipt_withdraw(request: HttpRequest) -> HttpResponse:
+    reflection = _receipt_reflection(request)
+    if reflection is None:
+        if request.method == "POST":
+            return render(request, "residents/withdrawn.html", {"gone": True})
+        return redirect("residents:receipt")
+    if request.method == "POST":
+        residents.withdraw(reflection=reflection)
+        request.session.pop(SESSION_RECEIPT, None)
+        return render(request, "residents/withdrawn.html", {})
+    return render(request, "residents/withdraw_confirm.html", {"reflection": reflection})

@@ -1,0 +1,39 @@
+"""Fixed-window rate limits in Redis that fail open: when Redis is down, nobody is refused."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.core.cache import cache
+
+log = logging.getLogger(__name__)
+
+
+def hit(scope: str, key: str, *, limit: int, window: int) -> int | None:
+    """Count one event; return seconds to wait if over ``limit`` in this window, else None."""
+    now = int(time.time())
+    start = now - now % window
+    cache_key = f"rl:{scope}:{key}:{start}"
+    try:
+        cache.add(cache_key, 0, timeout=window + 1)
+        count = cache.incr(cache_key)
+    except Exception:  # Redis unreachable: protections relax rather than lose a reflection.
+        log.warning("rate limit %s unavailable; allowing", scope)
+        return None
+    if count > limit:
+        return max(1, start + window - now)
+    return None
+
+
+def peek(scope: str, key: str, *, limit: int, window: int) -> int | None:
+    """Seconds to wait if ``key`` is already over ``limit`` in this window, without counting."""
+    now = int(time.time())
+    start = now - now % window
+    try:
+        count = cache.get(f"rl:{scope}:{key}:{start}") or 0
+    except Exception:
+        return None
+    if count >= limit:
+        return max(1, start + window - now)
+    return None

@@ -1,0 +1,183 @@
+"""A resident's journey through a shared link, and the staff pages around it."""
+
+import re
+import uuid
+
+import pytest
+from django.urls import reverse
+
+from engagements import residents
+from engagements.models import AuditEvent, Outbox, Reflection, SharedLink
+from tests.conftest import verified_client
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def link(world):
+    link, token = residents.link_create(
+        cycle=world.cycle_a, by=world.personas.manager_a, label="Tenants meeting"
+    )
+    link.token = token  # type: ignore[attr-defined]
+    return link
+
+
+def form_data(client, **overrides):
+    page = client.get(reverse("residents:reflect"))
+    form = page.context["form"]
+    data = {
+        "text": "The bus to the clinic stopped running.",
+        "identity": "anonymous",
+        "consent": "on",
+        "submission_key": str(form.initial["submission_key"]),
+        "link_ref": form.initial["link_ref"],
+    }
+    data.update(overrides)
+    return data
+
+
+def test_a_resident_reflects_gets_a_receipt_and_withdraws(link, client, world):
+    response = client.get(f"/r/{link.token}")
+    assert response.status_code == 302
+    assert response["Location"] == "/r/"
+    assert link.token not in response["Location"]
+    page = client.get("/r/")
+    assert page.status_code == 200
+    assert "What helps people settle at home after hospital?" in page.content.decode()
+    response = client.post("/r/", form_data(client))
+    assert response.status_code == 200
+    receipt = response.context["receipt"]
+    reflection = Reflection.objects.get()
+    assert reflection.author is None
+    assert reflection.author_role == "resident"
+    assert reflection.moderation == "held"
+    assert receipt in response.content.decode()
+    assert reflection.receipt_hash != receipt
+
+    other = type(client)()
+    response = other.post("/r/receipt/", {"code": receipt.lower().replace("-", " ")})
+    assert response.status_code == 302
+    view = other.get("/r/receipt/yours/").content.decode()
+    assert "The bus to the clinic stopped running." in view
+    download = other.get("/r/receipt/yours/download.json")
+    assert download.json()["reflection"] == "The bus to the clinic stopped running."
+    assert other.post("/r/receipt/yours/withdraw/").status_code == 200
+    assert not Reflection.objects.exists()
+    assert AuditEvent.objects.filter(action="resident.reflection_withdrawn").exists()
+    response = other.post("/r/receipt/", {"code": receipt})
+    assert response.status_code == 200
+    assert "We found no reflection with this code." in response.content.decode()
+
+
+def test_a_double_submit_stores_one_reflection_and_shows_the_same_receipt(link, client):
+    client.get(f"/r/{link.token}")
+    data = form_data(client)
+    first = client.post("/r/", data)
+    second = client.post("/r/", data)
+    assert Reflection.objects.count() == 1
+    assert first.context["receipt"] == second.context["receipt"]
+    assert SharedLink.objects.get().submissions == 1
+
+
+def test_unknown_expired_and_revoked_links_say_the_same_thing(link, client, world):
+    unknown = client.get("/r/" + "x" * 43)
+    residents.link_revoke(link=link, by=world.personas.manager_a)
+    revoked = client.get(f"/r/{link.token}")
+    assert (unknown.status_code, revoked.status_code) == (404, 410)
+
+    # Identical apart from the per-request security token.
+    def words(response):
+        html = re.sub(r'"X-CSRFToken": "[^"]+"', "", response.content.decode())
+        return re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", html)
+
+    assert words(unknown) == words(revoked)
+
+
+def test_resident_pages_leak_nothing_onward(link, client):
+    response = client.get(f"/r/{link.token}", follow=True)
+    for header, value in [
+        ("Referrer-Policy", "no-referrer"),
+        ("X-Robots-Tag", "noindex, nofollow"),
+    ]:
+        assert response[header] == value
+    assert "no-store" in response["Cache-Control"]
+    assert "Disallow: /r/" in client.get("/robots.txt").content.decode()
+
+
+def test_a_follow_up_email_is_queued_in_the_outbox(link, client):
+    client.get(f"/r/{link.token}")
+    client.post("/r/", form_data(client, follow_up="on", email="r@example.org"))
+    job = Outbox.objects.get()
+    assert job.task == residents.FOLLOW_UP
+    assert Reflection.objects.get().follow_up_email == "r@example.org"
+
+
+def test_staff_make_links_and_moderate(link, world, client):
+    manager = verified_client(world.personas.manager_a)
+    response = manager.post(
+        reverse("engagements:resident_links", args=[world.cycle_a.public_id]),
+        {"label": "Library", "days": "10", "moderation_mode": "hold"},
+    )
+    html = response.content.decode()
+    assert "/r/" in html
+    assert "<svg" in html
+    client.get(f"/r/{link.token}")
+    client.post("/r/", form_data(client, text="My neighbour Jo Bloggs helped."))
+    reflection = Reflection.objects.get()
+    queue = manager.get(reverse("engagements:moderation")).content.decode()
+    assert "My neighbour Jo Bloggs helped." in queue
+    url = reverse("engagements:moderation_act", args=[reflection.public_id])
+    manager.post(url, {"action": "redact", "remove": "Jo Bloggs"})
+    manager.post(url, {"action": "approve"})
+    reflection.refresh_from_db()
+    assert reflection.text == "My neighbour […] helped."
+    assert reflection.moderation == "published"
+    assert verified_client(world.personas.outsider).post(url, {"action": "hide"}).status_code == 404
+    assert uuid.UUID(str(reflection.public_id))
+
+
+def test_no_page_echoes_a_token(link, client, world):
+    for response in (client.get(f"/r/{link.token}"), client.get("/r/" + "y" * 43)):
+        assert link.token not in response.content.decode()
+        assert "y" * 43 not in response.content.decode()
+
+
+def test_an_expired_security_token_brings_the_form_back_with_the_words(link, world):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.get(f"/r/{link.token}")
+    page = client.get("/r/")
+    form = page.context["form"]
+    client.cookies.pop("csrftoken", None)  # the security cookie is gone (an old page)
+    response = client.post(
+        "/r/",
+        {
+            "text": "Words typed over a long time",
+            "identity": "anonymous",
+            "consent": "on",
+            "submission_key": str(form.initial["submission_key"]),
+            "link_ref": form.initial["link_ref"],
+        },
+    )
+    assert response.status_code == 403
+    html = response.content.decode()
+    assert "Words typed over a long time" in html
+    assert "press “Send my reflection” once more" in html
+    assert not Reflection.objects.exists()
+
+
+def test_when_the_database_is_down_the_page_says_so(link, client, monkeypatch):
+    from django.db import OperationalError
+
+    client.get(f"/r/{link.token}")
+    data = form_data(client)
+
+    def down(**kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(residents, "submit", down)
+    client.raise_request_exception = False
+    response = client.post("/r/", data)
+    assert response.status_code == 503
+    assert "your words are still kept in this browser tab" in response.content.decode()
