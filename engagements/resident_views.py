@@ -47,16 +47,25 @@ def _too_many(request: HttpRequest, wait: int) -> HttpResponse:
 
 def _closed(request: HttpRequest, status: int) -> HttpResponse:
     # The same words for an unknown, expired or withdrawn link: the page reveals nothing.
+    _activate_language(request, None)
     return render(
         request, "residents/link_closed.html", {"switcher_next": "/r/receipt/"}, status=status
     )
 
 
+SESSION_LANGUAGE = "resident_language"
+
+
+def _activate_language(request: HttpRequest, code: str | None) -> None:
+    """Residents see the engagement's language unless they chose one with the switcher."""
+    code = code or request.session.get(SESSION_LANGUAGE)
+    if code and settings.LANGUAGE_COOKIE_NAME not in request.COOKIES:
+        translation.activate(code)
+        request.LANGUAGE_CODE = code  # type: ignore[attr-defined]
+
+
 def _activate(link: SharedLink, request: HttpRequest) -> None:
-    """Residents see the engagement's language unless they chose another one."""
-    if settings.LANGUAGE_COOKIE_NAME not in request.COOKIES:
-        translation.activate(link.cycle.engagement.language)
-        request.LANGUAGE_CODE = link.cycle.engagement.language
+    _activate_language(request, link.cycle.engagement.language)
 
 
 @require_GET
@@ -74,16 +83,9 @@ def open_link(request: HttpRequest, token: str) -> HttpResponse:
     if not link.is_active:
         return _closed(request, 410)
     request.session[SESSION_LINK] = link.pk
+    request.session[SESSION_LANGUAGE] = link.cycle.engagement.language
     request.session.set_expiry(SESSION_SECONDS)
-    response = redirect("residents:reflect")
-    if settings.LANGUAGE_COOKIE_NAME not in request.COOKIES:
-        response.set_cookie(
-            settings.LANGUAGE_COOKIE_NAME,
-            link.cycle.engagement.language,
-            samesite="Lax",
-            secure=request.is_secure(),
-        )
-    return response
+    return redirect("residents:reflect")
 
 
 def _link_from(request: HttpRequest, link_ref: str | None = None) -> SharedLink | None:
@@ -257,6 +259,7 @@ def receipt_view(request: HttpRequest) -> HttpResponse:
     reflection = _receipt_reflection(request)
     if reflection is None:
         return redirect("residents:receipt")
+    _activate_language(request, reflection.language)
     return render(
         request,
         "residents/receipt_view.html",
@@ -275,6 +278,7 @@ def receipt_download(request: HttpRequest, fmt: str) -> HttpResponse:
     reflection = _receipt_reflection(request)
     if reflection is None:
         return redirect("residents:receipt")
+    _activate_language(request, reflection.language)
     data = residents.export(reflection)
     if fmt == "json":
         response = HttpResponse(
@@ -296,6 +300,7 @@ def receipt_withdraw(request: HttpRequest) -> HttpResponse:
         if request.method == "POST":
             return render(request, "residents/withdrawn.html", {"gone": True})
         return redirect("residents:receipt")
+    _activate_language(request, reflection.language)
     if request.method == "POST":
         residents.withdraw(reflection=reflection)
         request.session.pop(SESSION_RECEIPT, None)

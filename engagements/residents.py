@@ -115,8 +115,12 @@ def receipt_code(submission_key: uuid.UUID) -> str:
     return "-".join(code[i : i + 4] for i in range(0, 16, 4))
 
 
+# Cyrillic letters that look like Latin ones: a code typed on a Ukrainian keyboard still works.
+_LOOKALIKES = str.maketrans("АВЕКМНОРСТХІ", "ABEKMHOPCTXI")
+
+
 def normalise_receipt(code: str) -> str:
-    letters = "".join(ch for ch in code.upper() if ch.isalnum())[:16]
+    letters = "".join(ch for ch in code.upper().translate(_LOOKALIKES) if ch.isalnum())[:16]
     return "-".join(letters[i : i + 4] for i in range(0, len(letters), 4))
 
 

@@ -95,7 +95,10 @@
       button.addEventListener("click", function () {
         var source = document.getElementById(button.getAttribute("data-copy-from"));
         var status = button.parentNode.querySelector(".copy-status");
-        if (!source || !navigator.clipboard) {
+        if (!source) {
+          return;
+        }
+        if (!navigator.clipboard) {
           source.select();
           return;
         }

@@ -76,7 +76,7 @@ def test_the_demo_prints_a_resident_link_that_opens(tmp_path, client):
     from django.core.management import call_command
 
     out = StringIO()
-    call_command("demo", credentials=tmp_path / "demo.json", stdout=out)
+    call_command("demo", credentials=tmp_path / "demo.json", force=True, stdout=out)
     line = next(line for line in out.getvalue().splitlines() if "/r/" in line)
     path = line[line.index("/r/") :].strip()
     response = client.get(path)

@@ -181,3 +181,42 @@ def test_when_the_database_is_down_the_page_says_so(link, client, monkeypatch):
     response = client.post("/r/", data)
     assert response.status_code == 503
     assert "your words are still kept in this browser tab" in response.content.decode()
+
+
+def test_a_no_referrer_page_can_still_post_to_its_own_site(link, world, settings):
+    """Browsers send Origin: null from a no-referrer page; Sec-Fetch-Site vouches for it."""
+    from django.test import Client
+
+    settings.SESSION_COOKIE_SECURE = False
+    client = Client(enforce_csrf_checks=True)
+    client.get(f"/r/{link.token}")
+    page = client.get("/r/")
+    data = form_data(client)
+    data["csrfmiddlewaretoken"] = page.context["csrf_token"]
+    same_site = client.post(
+        "/r/", data, headers={"Origin": "null", "Sec-Fetch-Site": "same-origin"}
+    )
+    assert same_site.status_code == 200
+    assert "receipt" in same_site.context
+    data["submission_key"] = str(uuid.uuid4())
+    cross_site = client.post(
+        "/r/", data, headers={"Origin": "null", "Sec-Fetch-Site": "cross-site"}
+    )
+    assert cross_site.status_code == 403
+    assert Reflection.objects.count() == 1
+
+
+def test_each_link_opens_in_its_own_engagements_language(link, world, client):
+    from engagements.models import Engagement
+
+    client.get(f"/r/{link.token}")
+    assert 'lang="en"' in client.get("/r/").content.decode()
+    Engagement.objects.filter(pk=world.engagement.pk).update(language="uk")
+    client.get(f"/r/{link.token}")
+    assert 'lang="uk"' in client.get("/r/").content.decode()
+
+
+def test_a_receipt_typed_with_cyrillic_lookalike_letters_still_works():
+    code = residents.receipt_code(uuid.UUID(int=7))
+    cyrillic = code.translate(str.maketrans("ABEKMHOPCTX", "АВЕКМНОРСТХ"))
+    assert residents.normalise_receipt(cyrillic.lower()) == code
