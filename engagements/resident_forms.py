@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from django import forms
+from django.core.validators import validate_email
 from django.utils.translation import gettext_lazy as _
 
 from engagements.models import Change, Feeling, Principle, SharedLink
@@ -20,6 +21,7 @@ class ResidentReflectionForm(AccessibleFormMixin, forms.Form):
     text = forms.CharField(
         label=_("Your reflection"),
         max_length=5000,
+        error_messages={"required": _("Write your reflection before sending it.")},
         widget=forms.Textarea(attrs={"rows": 8, "data-charcount": "5000"}),
         help_text=_("Write as much or as little as you like, up to 5,000 characters."),
     )
@@ -61,24 +63,48 @@ class ResidentReflectionForm(AccessibleFormMixin, forms.Form):
         help_text=_("Only if you chose to show your first name."),
         widget=forms.TextInput(attrs={"autocomplete": "given-name"}),
     )
-    consent = forms.BooleanField(label=_("I agree to my reflection being used as described above."))
+    consent = forms.BooleanField(
+        label=_("I agree to my reflection being used as described above."),
+        error_messages={
+            "required": _("Tick the box to agree, or close the page if you do not want to send it.")
+        },
+    )
     follow_up = forms.BooleanField(
         label=_("Email me when the team has news about what changed"), required=False
     )
-    email = forms.EmailField(
+    email = forms.CharField(
         label=_("Your email address"),
         max_length=254,
         required=False,
         help_text=_("Only if you ticked the box above. We use it for nothing else."),
         widget=forms.EmailInput(attrs={"autocomplete": "email"}),
     )
-    submission_key = forms.UUIDField(widget=forms.HiddenInput)
-    link_ref = forms.CharField(widget=forms.HiddenInput, max_length=200)
+    submission_key = forms.UUIDField(
+        widget=forms.HiddenInput,
+        error_messages={
+            "required": _("Something went wrong with the page. Press the button again."),
+            "invalid": _("Something went wrong with the page. Press the button again."),
+        },
+    )
+    link_ref = forms.CharField(widget=forms.HiddenInput, required=False)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if not self.is_bound:
             self.initial.setdefault("submission_key", uuid.uuid4())
+
+    def full_clean(self) -> None:
+        if self.is_bound and "text" in self.data:
+            # NUL bytes cannot be seen, so nobody could find and remove them: they go.
+            data = self.data.copy()  # type: ignore[attr-defined]
+            data["text"] = data["text"].replace("\x00", "")
+            self.data = data
+        super().full_clean()
+        if "submission_key" in self.errors:
+            # A fresh key, so pressing the button again works.
+            data = self.data.copy()  # type: ignore[attr-defined]
+            data["submission_key"] = str(uuid.uuid4())
+            self.data = data
 
     def clean_text(self) -> str:
         text = _BIDI_OVERRIDES.sub("", self.cleaned_data["text"]).strip()
@@ -93,10 +119,17 @@ class ResidentReflectionForm(AccessibleFormMixin, forms.Form):
             self.add_error("first_name", _("Write your first name, or choose to stay anonymous."))
         if data.get("identity") != "named":
             data["first_name"] = ""
-        if data.get("follow_up") and not data.get("email"):
-            self.add_error("email", _("Write your email address so we can follow up."))
-        if not data.get("follow_up"):
-            data["email"] = ""
+        email = (data.get("email") or "").strip()
+        if data.get("follow_up"):
+            if not email:
+                self.add_error("email", _("Write your email address so we can follow up."))
+            else:
+                try:
+                    validate_email(email)
+                except forms.ValidationError:
+                    self.add_error("email", _("Enter an email address like name@example.com."))
+        # An address without the box ticked is not kept.
+        data["email"] = email if data.get("follow_up") else ""
         return data
 
 

@@ -15,4 +15,5 @@ urlpatterns = [
     ),
     path("receipt/yours/withdraw/", resident_views.receipt_withdraw, name="receipt_withdraw"),
     path("<str:token>", resident_views.open_link, name="open"),
+    path("<str:token>/", resident_views.open_link),  # as some apps add a slash when sharing
 ]

@@ -29,7 +29,7 @@ SESSION_LINK = "resident_link"
 SESSION_RECEIPT = "resident_receipt"
 LINK_SALT = "resident-link"
 SESSION_SECONDS = 12 * 60 * 60
-LINK_REF_SECONDS = 7 * 24 * 60 * 60  # a form left open for days still keeps its words
+LINK_REF_SECONDS = 366 * 24 * 60 * 60  # as long as any link lives: the link itself decides
 
 LOOKUPS_PER_MINUTE = 60
 FAILED_LOOKUPS_PER_10_MINUTES = 20
@@ -61,7 +61,7 @@ def _activate_language(request: HttpRequest, code: str | None) -> None:
     code = code or request.session.get(SESSION_LANGUAGE)
     if code and settings.LANGUAGE_COOKIE_NAME not in request.COOKIES:
         translation.activate(code)
-        request.LANGUAGE_CODE = code  # type: ignore[attr-defined]
+        request.LANGUAGE_CODE = code
 
 
 def _activate(link: SharedLink, request: HttpRequest) -> None:
@@ -109,7 +109,7 @@ def reflect(request: HttpRequest) -> HttpResponse:
     had_session = SESSION_LINK in request.session
     link = _link_from(request, request.POST.get("link_ref"))
     if link is None:
-        return render(request, "residents/no_link.html", status=400 if request.POST else 200)
+        return _no_link(request)
     _activate(link, request)
     if not link.is_active:
         if request.method == "POST":
@@ -176,13 +176,26 @@ def reflect(request: HttpRequest) -> HttpResponse:
 def rescue_after_security_check(request: HttpRequest) -> HttpResponse | None:
     """The form again, with the resident's words, after a failed CSRF check (an old page)."""
     link = _link_from(request, request.POST.get("link_ref"))
-    if link is None or not link.is_active:
-        return None
+    if link is None:
+        return _no_link(request)
     _activate(link, request)
-    request.session[SESSION_LINK] = link.pk
     form = ResidentReflectionForm(request.POST)
     form.is_valid()
+    if not link.is_active:
+        form.add_error(None, _("This link has closed, so your reflection could not be sent."))
+        return _form_page(request, link, form, status=410)
+    request.session[SESSION_LINK] = link.pk
     return _form_page(request, link, form, status=403, resumed=True)
+
+
+def _no_link(request: HttpRequest) -> HttpResponse:
+    """No link to send to: say so, and give back any words so they can be copied."""
+    return render(
+        request,
+        "residents/no_link.html",
+        {"words": request.POST.get("text", "")[:20000]},
+        status=400 if request.method == "POST" else 200,
+    )
 
 
 def _form_page(

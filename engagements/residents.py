@@ -116,7 +116,7 @@ def receipt_code(submission_key: uuid.UUID) -> str:
 
 
 # Cyrillic letters that look like Latin ones: a code typed on a Ukrainian keyboard still works.
-_LOOKALIKES = str.maketrans("АВЕКМНОРСТХІ", "ABEKMHOPCTXI")
+_LOOKALIKES = str.maketrans("АВЕКМНОРСТХІ", "ABEKMHOPCTXI")  # noqa: RUF001
 
 
 def normalise_receipt(code: str) -> str:

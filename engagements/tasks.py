@@ -57,7 +57,7 @@ def send_invitation(invitation_id: int) -> str:
     return "sent"
 
 
-@shared_task(name="engagements.run_outbox")
+@shared_task(name="engagements.run_outbox", ignore_result=True)
 def run_outbox(outbox_id: int) -> str:
     """Run one outbox job, once: the row is locked and marked done in the same transaction."""
     from django.db import transaction
@@ -98,7 +98,7 @@ def _send_follow_up(reflection_id: int) -> None:
     EmailMultiAlternatives(subject, text, to=[reflection.follow_up_email]).send()
 
 
-@shared_task(name="engagements.sweep_outbox")
+@shared_task(name="engagements.sweep_outbox", ignore_result=True)
 def sweep_outbox() -> int:
     """Enqueue outbox jobs the request could not (broker down) or that were lost."""
     from datetime import timedelta

@@ -4,8 +4,8 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import resolve_url
 from django.middleware.csrf import CsrfViewMiddleware
+from django.shortcuts import resolve_url
 from django.utils.cache import add_never_cache_headers, patch_vary_headers
 
 
@@ -68,4 +68,4 @@ class CsrfMiddleware(CsrfViewMiddleware):
             and request.META.get("HTTP_SEC_FETCH_SITE") == "same-origin"
         ):
             return True
-        return bool(super()._origin_verified(request))
+        return bool(super()._origin_verified(request))  # type: ignore[misc]

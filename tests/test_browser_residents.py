@@ -211,7 +211,7 @@ def reflect_on_a_phone(phone: Page, url: str) -> str:
 
     # Sent without consent: the errors come first, and nothing typed or chosen is lost.
     phone.get_by_role("button", name="Send my reflection").tap()
-    summary = expect_error_summary(phone, "This field is required.")
+    summary = expect_error_summary(phone, "Tick the box to agree")
     expect(summary.get_by_role("link")).to_have_attribute("href", "#id_consent")
     consent = phone.get_by_label("I agree to my reflection being used")
     expect(consent).to_have_attribute("aria-invalid", "true")
@@ -455,7 +455,7 @@ def test_a_resident_completes_the_form_with_the_keyboard_alone(browser, live_ser
         keys.press("Enter")
 
         # The error summary has focus; its link takes the keyboard to the box to tick.
-        summary = expect_error_summary(page, "This field is required.")
+        summary = expect_error_summary(page, "Tick the box to agree")
         tab_to(page, summary.get_by_role("link"))
         keys.press("Enter")
         consent = page.get_by_label("I agree to my reflection being used")

@@ -140,7 +140,7 @@ def things(world):
         invited_by=by,
         expires=timezone.now() + timedelta(days=7),
     )
-    link, token = residents.link_create(cycle=cycle, by=by, label="Library")
+    link, _token = residents.link_create(cycle=cycle, by=by, label="Library")
     resident_reflection, _ = residents.submit(
         link_id=link.pk,
         submission_key=uuid.uuid4(),
