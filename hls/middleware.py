@@ -4,7 +4,6 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import resolve_url
 from django.utils.cache import add_never_cache_headers, patch_vary_headers
 
@@ -54,18 +53,23 @@ class ResidentPagesMiddleware:
         return response
 
 
-class CsrfMiddleware(CsrfViewMiddleware):
-    """Django's CSRF protection, working with the no-referrer pages under /r/.
+class NullOriginMiddleware:
+    """Lets Django's CSRF protection work for the no-referrer pages under /r/.
 
     With ``Referrer-Policy: no-referrer`` a browser sends ``Origin: null`` even on a
-    same-origin form post. The browser's own ``Sec-Fetch-Site`` header, which no page can set,
-    then says whether the post came from this site; the CSRF token is still checked as usual.
+    same-origin form post, which Django's CSRF check refuses. The browser's own
+    ``Sec-Fetch-Site`` header, which no page can set, says whether the post came from this
+    site; when it did, the origin is taken as this site's own. The CSRF token is then checked
+    by Django's middleware, which runs next, as usual.
     """
 
-    def _origin_verified(self, request: HttpRequest) -> bool:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
         if (
             request.META.get("HTTP_ORIGIN") == "null"
             and request.META.get("HTTP_SEC_FETCH_SITE") == "same-origin"
         ):
-            return True
-        return bool(super()._origin_verified(request))  # type: ignore[misc]
+            request.META["HTTP_ORIGIN"] = f"{request.scheme}://{request.get_host()}"
+        return self.get_response(request)
