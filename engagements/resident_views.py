@@ -33,7 +33,6 @@ LINK_REF_SECONDS = 366 * 24 * 60 * 60  # as long as any link lives: the link its
 
 LOOKUPS_PER_MINUTE = 60
 FAILED_LOOKUPS_PER_10_MINUTES = 20
-SUBMISSIONS_PER_LINK_PER_MINUTE = 60
 
 
 def _too_many(request: HttpRequest, wait: int) -> HttpResponse:
@@ -98,7 +97,9 @@ def _link_from(request: HttpRequest, link_ref: str | None = None) -> SharedLink 
     if link_id is None:
         return None
     return (
-        SharedLink.objects.select_related("cycle__engagement", "cycle__organisation")
+        SharedLink.objects.select_related(
+            "cycle__engagement__learning_partner", "cycle__organisation"
+        )
         .filter(pk=link_id)
         .first()
     )
@@ -118,7 +119,8 @@ def reflect(request: HttpRequest) -> HttpResponse:
             form.add_error(None, _("This link has closed, so your reflection could not be sent."))
             return _form_page(request, link, form, status=410)
         return _closed(request, 410)
-    request.session[SESSION_LINK] = link.pk
+    if request.session.get(SESSION_LINK) != link.pk:
+        request.session[SESSION_LINK] = link.pk
     if request.method == "GET":
         form = ResidentReflectionForm(initial={"link_ref": signing.dumps(link.pk, salt=LINK_SALT)})
         return _form_page(request, link, form)
@@ -131,7 +133,7 @@ def reflect(request: HttpRequest) -> HttpResponse:
         form = ResidentReflectionForm(request.POST)
         form.is_valid()
         return _form_page(request, link, form, resumed=True)
-    wait = ratelimit.hit("r-submit", str(link.pk), limit=SUBMISSIONS_PER_LINK_PER_MINUTE, window=60)
+    wait = ratelimit.hit("r-submit", str(link.pk), limit=settings.RESIDENT_SUBMIT_LIMIT, window=60)
     if (
         wait
         and not Reflection.objects.filter(
@@ -144,7 +146,7 @@ def reflect(request: HttpRequest) -> HttpResponse:
     data = form.cleaned_data
     try:
         reflection, _created = residents.submit(
-            link_id=link.pk,
+            link=link,
             submission_key=data["submission_key"],
             text=data["text"],
             identity=data["identity"],

@@ -140,7 +140,7 @@ def reflection_by_receipt(code: str) -> Reflection | None:
 
 def submit(
     *,
-    link_id: int,
+    link: SharedLink,
     submission_key: uuid.UUID,
     text: str,
     identity: str,
@@ -166,13 +166,12 @@ def submit(
         with transaction.atomic():
             now = timezone.now()
             counted = (
-                SharedLink.objects.filter(pk=link_id, revoked=None, expires__gt=now)
+                SharedLink.objects.filter(pk=link.pk, revoked=None, expires__gt=now)
                 .filter(Q(max_submissions=None) | Q(submissions__lt=F("max_submissions")))
                 .update(submissions=F("submissions") + 1, last_used=now)
             )
             if not counted:
                 raise Refused(_("This link has closed, so your reflection could not be sent."))
-            link = SharedLink.objects.select_related("cycle").get(pk=link_id)
             cycle = link.cycle
             named = identity == Reflection.Identity.NAMED and first_name
             reflection = Reflection.objects.create(
@@ -287,6 +286,5 @@ def dispatch(outbox_ids: list[int]) -> None:
             _broker_down_until = time.monotonic() + 15
             log.warning("broker unreachable; outbox job %s left for the sweeper", outbox_id)
             return
-        Outbox.objects.filter(pk=outbox_id).update(
-            enqueued=timezone.now(), attempts=F("attempts") + 1
-        )
+        # No write here: the row stays "not enqueued" until done, so if this message is lost
+        # the sweeper sends it again; run_outbox does each job once whatever the copies.

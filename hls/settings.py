@@ -248,6 +248,8 @@ TWO_FACTOR_REQUIRED = True if not DEBUG else env_bool("HLS_TWO_FACTOR_REQUIRED",
 
 # Lockout after repeated failures for the same username from the same address.
 AXES_FAILURE_LIMIT = env_int("HLS_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+# Reflections one resident link accepts per minute (a flood guard, not a quota).
+RESIDENT_SUBMIT_LIMIT = env_int("HLS_RESIDENT_SUBMIT_LIMIT", 300, minimum=1)
 AXES_COOLOFF_TIME = 0.25  # hours: fifteen minutes
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from django.core.cache import cache
+from hls.lib.redis import client
 
 log = logging.getLogger(__name__)
 
@@ -14,10 +14,13 @@ def hit(scope: str, key: str, *, limit: int, window: int) -> int | None:
     """Count one event; return seconds to wait if over ``limit`` in this window, else None."""
     now = int(time.time())
     start = now - now % window
-    cache_key = f"rl:{scope}:{key}:{start}"
+    cache_key = f"hls:rl:{scope}:{key}:{start}"
     try:
-        cache.add(cache_key, 0, timeout=window + 1)
-        count = cache.incr(cache_key)
+        # One round trip: count, and make sure the window's key expires.
+        pipe = client().pipeline(transaction=False)
+        pipe.incr(cache_key)
+        pipe.expire(cache_key, window + 1, nx=True)
+        count = int(pipe.execute()[0])
     except Exception:  # Redis unreachable: protections relax rather than lose a reflection.
         log.warning("rate limit %s unavailable; allowing", scope)
         return None
@@ -31,7 +34,7 @@ def peek(scope: str, key: str, *, limit: int, window: int) -> int | None:
     now = int(time.time())
     start = now - now % window
     try:
-        count = cache.get(f"rl:{scope}:{key}:{start}") or 0
+        count = int(client().get(f"hls:rl:{scope}:{key}:{start}") or 0)
     except Exception:
         return None
     if count >= limit:

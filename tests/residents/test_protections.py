@@ -207,8 +207,8 @@ def test_after_too_many_unknown_tokens_even_a_valid_one_is_refused(link):
     assert other_ip.status_code == 302
 
 
-def test_submissions_are_limited_per_link_and_the_words_stay(link, world, monkeypatch):
-    monkeypatch.setattr(resident_views, "SUBMISSIONS_PER_LINK_PER_MINUTE", 2)
+def test_submissions_are_limited_per_link_and_the_words_stay(link, world, settings):
+    settings.RESIDENT_SUBMIT_LIMIT = 2
     other_link = make_link(world.cycle_a, world.personas.manager_a)
     with frozen():
         # Different people (addresses) through the same link: the limit is the link's.
