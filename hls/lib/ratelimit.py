@@ -17,10 +17,11 @@ def hit(scope: str, key: str, *, limit: int, window: int) -> int | None:
     cache_key = f"hls:rl:{scope}:{key}:{start}"
     try:
         # One round trip: count, and make sure the window's key expires.
+        # (SET NX + INCR rather than EXPIRE NX, which Redis before 7 lacks.)
         pipe = client().pipeline(transaction=False)
+        pipe.set(cache_key, 0, ex=window + 1, nx=True)
         pipe.incr(cache_key)
-        pipe.expire(cache_key, window + 1, nx=True)
-        count = int(pipe.execute()[0])
+        count = int(pipe.execute()[1])
     except Exception:  # Redis unreachable: protections relax rather than lose a reflection.
         log.warning("rate limit %s unavailable; allowing", scope)
         return None
