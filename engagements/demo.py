@@ -22,6 +22,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from engagements.models import Membership, Organisation
 
+DEMO_LINK_LABEL = "Demo: leaflet in the discharge lounge"
 NAMESPACE = uuid.UUID("6c1f0a52-3a51-4c3e-9a8e-2f1d5a0c7e11")
 
 ORGANISATIONS = {
@@ -195,13 +196,37 @@ def load_demo(credentials_path: Path) -> list[DemoLogin]:
             )
         )
     _load_engagement(orgs, credentials)
+    _ensure_resident_link(credentials)
     return logins
+
+
+def _ensure_resident_link(credentials: dict[str, Any]) -> None:
+    """The printed demo resident link works, even on data from before links existed."""
+    from engagements import residents
+    from engagements.models import LearningCycle, SharedLink
+
+    token = credentials["resident_token"]
+    if residents.link_by_token(token) is not None:
+        return
+    cycle = (
+        LearningCycle.objects.filter(
+            engagement__public_id=uuid.uuid5(NAMESPACE, "engagement"), title="Home from hospital"
+        )
+        .select_related("created_by")
+        .first()
+    )
+    if cycle is None:
+        return
+    SharedLink.objects.filter(label=DEMO_LINK_LABEL, cycle=cycle).delete()
+    residents.link_create(
+        cycle=cycle, by=cycle.created_by, label=DEMO_LINK_LABEL, days=365, token=token
+    )
 
 
 def _load_engagement(orgs: dict[str, Organisation], credentials: dict[str, Any]) -> None:
     """One engagement with cycles at every stage, a system map, experiments, reflections in
     each role and identity mode, and adaptations. Skipped when it is already there."""
-    from engagements import residents, services
+    from engagements import services
     from engagements.models import Engagement, EngagementPartner, Reflection, StageMove
 
     public_id = uuid.uuid5(NAMESPACE, "engagement")
@@ -388,13 +413,6 @@ def _load_engagement(orgs: dict[str, Organisation], credentials: dict[str, Any])
         decided_by="Ward and council managers",
         decided_on=today,
         status="proposed",
-    )
-    residents.link_create(
-        cycle=discharge,
-        by=north_manager,
-        label="Demo: leaflet in the discharge lounge",
-        days=365,
-        token=credentials["resident_token"],
     )
     services.cycle_link_add(cycle=calls, other=discharge, relation="part_of", by=north_manager)
     services.cycle_link_add(cycle=meals, other=discharge, relation="peer", by=east_manager)

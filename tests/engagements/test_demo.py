@@ -82,3 +82,19 @@ def test_the_demo_prints_a_resident_link_that_opens(tmp_path, client):
     response = client.get(path)
     assert response.status_code == 302
     assert client.get(response["Location"]).status_code == 200
+
+
+def test_an_older_demo_gains_a_working_resident_link(tmp_path, client):
+    import json
+
+    from engagements import residents
+    from engagements.models import SharedLink
+
+    credentials = tmp_path / "demo.json"
+    load_demo(credentials)
+    SharedLink.objects.all().delete()  # as on data loaded before resident links existed
+    load_demo(credentials)
+    token = json.loads(credentials.read_text())["resident_token"]
+    link = residents.link_by_token(token)
+    assert link is not None
+    assert link.is_active
