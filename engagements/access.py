@@ -166,6 +166,8 @@ def managed_cycles(user: AnyUser) -> QuerySet[LearningCycle]:
     return LearningCycle.objects.filter(
         Q(organisation_id__in=managing_orgs)
         | Q(engagement_id__in=_facilitated_engagement_ids(user))
+        # A member who started a cycle manages it (CycleAccess.can_manage says the same).
+        | Q(created_by_id=_pk(user), organisation_id__in=_member_org_ids(user))
     )
 
 

@@ -215,7 +215,7 @@ def _ensure_resident_link(credentials: dict[str, Any]) -> None:
         .select_related("created_by")
         .first()
     )
-    if cycle is None:
+    if cycle is None or cycle.created_by is None:
         return
     SharedLink.objects.filter(label=DEMO_LINK_LABEL, cycle=cycle).delete()
     residents.link_create(

@@ -21,7 +21,13 @@ class ResidentReflectionForm(AccessibleFormMixin, forms.Form):
     text = forms.CharField(
         label=_("Your reflection"),
         max_length=5000,
-        error_messages={"required": _("Write your reflection before sending it.")},
+        error_messages={
+            "required": _("Write your reflection before sending it."),
+            "max_length": _(
+                "Your reflection is longer than 5,000 characters. Shorten it a little, or send "
+                "it in two parts."
+            ),
+        },
         widget=forms.Textarea(attrs={"rows": 8, "data-charcount": "5000"}),
         help_text=_("Write as much or as little as you like, up to 5,000 characters."),
     )
@@ -97,7 +103,8 @@ class ResidentReflectionForm(AccessibleFormMixin, forms.Form):
         if self.is_bound and "text" in self.data:
             # NUL bytes cannot be seen, so nobody could find and remove them: they go.
             data = self.data.copy()  # type: ignore[attr-defined]
-            data["text"] = data["text"].replace("\x00", "")
+            # Browsers send line breaks as two characters; the counter shows one.
+            data["text"] = data["text"].replace("\x00", "").replace("\r\n", "\n")
             self.data = data
         super().full_clean()
         if "submission_key" in self.errors:

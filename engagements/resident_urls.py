@@ -1,4 +1,5 @@
 from django.urls import path
+from django.views.generic import RedirectView
 
 from engagements import resident_views
 
@@ -14,6 +15,7 @@ urlpatterns = [
         name="receipt_download",
     ),
     path("receipt/yours/withdraw/", resident_views.receipt_withdraw, name="receipt_withdraw"),
+    path("receipt", RedirectView.as_view(pattern_name="residents:receipt")),
     path("<str:token>", resident_views.open_link, name="open"),
     path("<str:token>/", resident_views.open_link),  # as some apps add a slash when sharing
 ]

@@ -8,6 +8,7 @@ under ``/r/`` is sent with no-referrer, noindex and no-store (``hls.middleware``
 from __future__ import annotations
 
 import json
+import uuid
 
 from django.conf import settings
 from django.core import signing
@@ -27,6 +28,7 @@ from hls.lib.http import client_ip
 
 SESSION_LINK = "resident_link"
 SESSION_RECEIPT = "resident_receipt"
+SESSION_KEYS = "resident_submissions"  # the submission keys this browser saved
 LINK_SALT = "resident-link"
 SESSION_SECONDS = 12 * 60 * 60
 LINK_REF_SECONDS = 366 * 24 * 60 * 60  # as long as any link lives: the link itself decides
@@ -88,12 +90,15 @@ def open_link(request: HttpRequest, token: str) -> HttpResponse:
 
 
 def _link_from(request: HttpRequest, link_ref: str | None = None) -> SharedLink | None:
-    link_id = request.session.get(SESSION_LINK)
-    if link_id is None and link_ref:
+    """The link the form was opened through, else the session's (two tabs, two links)."""
+    link_id = None
+    if link_ref:
         try:
-            link_id = signing.loads(link_ref, salt=LINK_SALT, max_age=LINK_REF_SECONDS)
+            link_id = signing.loads(link_ref[:500], salt=LINK_SALT, max_age=LINK_REF_SECONDS)
         except signing.BadSignature:
-            return None
+            link_id = None
+    if link_id is None:
+        link_id = request.session.get(SESSION_LINK)
     if link_id is None:
         return None
     return (
@@ -112,40 +117,39 @@ def reflect(request: HttpRequest) -> HttpResponse:
     if link is None:
         return _no_link(request)
     _activate(link, request)
+    form = ResidentReflectionForm(request.POST) if request.method == "POST" else None
+    if form is not None and form.is_valid() and had_session:
+        # Already saved by this person (a double click, a refresh): the same thank-you page,
+        # even if the link has closed since.
+        key = form.cleaned_data["submission_key"]
+        if str(key) in request.session.get(SESSION_KEYS, []):
+            saved = Reflection.objects.filter(submission_key=key).first()
+            if saved is not None:
+                return _thanks(request, link, saved, key)
     if not link.is_active:
-        if request.method == "POST":
-            form = ResidentReflectionForm(request.POST)
-            form.is_valid()
+        if form is not None:
             form.add_error(None, _("This link has closed, so your reflection could not be sent."))
             return _form_page(request, link, form, status=410)
         return _closed(request, 410)
     if request.session.get(SESSION_LINK) != link.pk:
         request.session[SESSION_LINK] = link.pk
-    if request.method == "GET":
+    if form is None:
         form = ResidentReflectionForm(initial={"link_ref": signing.dumps(link.pk, salt=LINK_SALT)})
         return _form_page(request, link, form)
 
-    form = ResidentReflectionForm(request.POST)
     if not form.is_valid():
         return _form_page(request, link, form)
     if not had_session:
         # The session ended while they typed: nothing is lost, they press Send once more.
-        form = ResidentReflectionForm(request.POST)
-        form.is_valid()
-        return _form_page(request, link, form, resumed=True)
+        return _form_page(request, link, _resumed_form(request), resumed=True)
     wait = ratelimit.hit("r-submit", str(link.pk), limit=settings.RESIDENT_SUBMIT_LIMIT, window=60)
-    if (
-        wait
-        and not Reflection.objects.filter(
-            submission_key=form.cleaned_data["submission_key"]
-        ).exists()
-    ):
+    if wait:
         response = _form_page(request, link, form, status=429, busy=True)
         response["Retry-After"] = str(wait)
         return response
     data = form.cleaned_data
     try:
-        reflection, _created = residents.submit(
+        reflection, created = residents.submit(
             link=link,
             submission_key=data["submission_key"],
             text=data["text"],
@@ -162,6 +166,17 @@ def reflect(request: HttpRequest) -> HttpResponse:
         return _form_page(
             request, link, form, status=410 if not isinstance(refusal, residents.Withdrawn) else 200
         )
+    if not created:
+        # Someone else's submission key: their words and receipt stay theirs.
+        return _form_page(request, link, _resumed_form(request), resumed=True)
+    keys = request.session.get(SESSION_KEYS, [])
+    request.session[SESSION_KEYS] = [*keys[-19:], str(data["submission_key"])]
+    return _thanks(request, link, reflection, data["submission_key"])
+
+
+def _thanks(
+    request: HttpRequest, link: SharedLink, reflection: Reflection, key: uuid.UUID
+) -> HttpResponse:
     request.session[SESSION_RECEIPT] = reflection.pk
     return render(
         request,
@@ -170,9 +185,18 @@ def reflect(request: HttpRequest) -> HttpResponse:
             "link": link,
             "cycle": link.cycle,
             "reflection": reflection,
-            "receipt": residents.receipt_code(data["submission_key"]),
+            "receipt": residents.receipt_code(key),
         },
     )
+
+
+def _resumed_form(request: HttpRequest) -> ResidentReflectionForm:
+    """The posted words again, under a fresh submission key (the old one is not reused)."""
+    data = request.POST.copy()
+    data["submission_key"] = str(uuid.uuid4())
+    form = ResidentReflectionForm(data)
+    form.is_valid()
+    return form
 
 
 def rescue_after_security_check(request: HttpRequest) -> HttpResponse | None:
@@ -181,8 +205,7 @@ def rescue_after_security_check(request: HttpRequest) -> HttpResponse | None:
     if link is None:
         return _no_link(request)
     _activate(link, request)
-    form = ResidentReflectionForm(request.POST)
-    form.is_valid()
+    form = _resumed_form(request)
     if not link.is_active:
         form.add_error(None, _("This link has closed, so your reflection could not be sent."))
         return _form_page(request, link, form, status=410)

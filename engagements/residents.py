@@ -116,7 +116,8 @@ def receipt_code(submission_key: uuid.UUID) -> str:
 
 
 # Cyrillic letters that look like Latin ones: a code typed on a Ukrainian keyboard still works.
-_LOOKALIKES = str.maketrans("АВЕКМНОРСТХІ", "ABEKMHOPCTXI")  # noqa: RUF001
+# The code's alphabet has no 0, 1 or 8, so those are read as the letters they look like.
+_LOOKALIKES = str.maketrans("АВЕКМНОРСТХІ018", "ABEKMHOPCTXIOIB")  # noqa: RUF001
 
 
 def normalise_receipt(code: str) -> str:
@@ -245,7 +246,9 @@ def export(reflection: Reflection) -> dict[str, Any]:
 
 @transaction.atomic
 def moderate(*, reflection: Reflection, action: str, by: User, remove: str = "") -> None:
-    locked = Reflection.objects.select_for_update().get(pk=reflection.pk)
+    locked = Reflection.objects.select_for_update().filter(pk=reflection.pk).first()
+    if locked is None:
+        raise Refused(_("The resident withdrew this reflection, so it no longer exists."))
     if action == ModerationEvent.Action.APPROVE:
         locked.moderation = Reflection.Moderation.PUBLISHED
     elif action == ModerationEvent.Action.HIDE:

@@ -61,19 +61,27 @@ def send_invitation(invitation_id: int) -> str:
 def run_outbox(outbox_id: int) -> str:
     """Run one outbox job, once: the row is locked and marked done in the same transaction."""
     from django.db import transaction
+    from django.db.models import F
     from django.utils import timezone
 
     from engagements.models import Outbox
     from engagements.residents import FOLLOW_UP
 
-    with transaction.atomic():
-        job = Outbox.objects.select_for_update(skip_locked=True).filter(pk=outbox_id).first()
-        if job is None or job.done is not None:
-            return "skipped"
-        if job.task == FOLLOW_UP:
-            _send_follow_up(job.object_id)
-        job.done = timezone.now()
-        job.save(update_fields=["done"])
+    try:
+        with transaction.atomic():
+            # Waits for any other holder (a second copy of this job, the sweeper's update):
+            # skipping a locked row could leave the job undone.
+            job = Outbox.objects.select_for_update().filter(pk=outbox_id).first()
+            if job is None or job.done is not None:
+                return "skipped"
+            if job.task == FOLLOW_UP:
+                _send_follow_up(job.object_id)
+            job.done = timezone.now()
+            job.save(update_fields=["done"])
+    except Exception:
+        # Counted outside the rolled-back transaction; the sweeper gives up after a few.
+        Outbox.objects.filter(pk=outbox_id).update(attempts=F("attempts") + 1)
+        raise
     return "done"
 
 
@@ -98,6 +106,9 @@ def _send_follow_up(reflection_id: int) -> None:
     EmailMultiAlternatives(subject, text, to=[reflection.follow_up_email]).send()
 
 
+MAX_ATTEMPTS = 8
+
+
 @shared_task(name="engagements.sweep_outbox", ignore_result=True)
 def sweep_outbox() -> int:
     """Enqueue outbox jobs the request could not (broker down) or that were lost."""
@@ -110,12 +121,14 @@ def sweep_outbox() -> int:
 
     now = timezone.now()
     stale = (
-        Outbox.objects.filter(done=None, created__lt=now - timedelta(seconds=20))
+        Outbox.objects.filter(
+            done=None, created__lt=now - timedelta(seconds=20), attempts__lt=MAX_ATTEMPTS
+        )
         .filter(Q(enqueued=None) | Q(enqueued__lt=now - timedelta(minutes=15)))
         .values_list("pk", flat=True)[:500]
     )
     ids = list(stale)
     for outbox_id in ids:
-        run_outbox.apply_async(args=(outbox_id,))
         Outbox.objects.filter(pk=outbox_id).update(enqueued=timezone.now())
+        run_outbox.apply_async(args=(outbox_id,))
     return len(ids)

@@ -134,7 +134,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # killed before Redis hands it to a second worker.
 # max_retries 0: a publish fails at once when Redis is down (the outbox sweeper retries later),
 # so no request waits on the broker.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "max_retries": 0}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 3600,
+    "max_retries": 0,
+    "socket_connect_timeout": 1,  # an unreachable host fails fast too, not only a stopped one
+}
 CELERY_TASK_TIME_LIMIT = 600
 CELERY_TASK_SOFT_TIME_LIMIT = 540
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

@@ -43,7 +43,12 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
 
     A resident's reflection comes back on its form, with their words, instead (DESIGN.md §5).
     """
-    if request.path == "/r/" and request.method == "POST":
+    if (
+        request.path == "/r/"
+        and request.method == "POST"
+        # Only the resident's own page: never words posted from another site.
+        and request.headers.get("Sec-Fetch-Site", "same-origin") in {"same-origin", "none"}
+    ):
         from engagements.resident_views import rescue_after_security_check
 
         rescued = rescue_after_security_check(request)

@@ -80,7 +80,7 @@ def test_a_reflection_of_100000_characters_is_refused_with_its_words_kept(link):
     assert response.status_code == 200
     html = html_of(response)
     assert PROBLEM in html
-    assert "at most 5000 characters" in html
+    assert "longer than 5,000 characters" in html
     assert textarea_value(response) == escape(text.strip())
     assert not Reflection.objects.exists()
 

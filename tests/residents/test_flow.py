@@ -220,3 +220,64 @@ def test_a_receipt_typed_with_cyrillic_lookalike_letters_still_works():
     code = residents.receipt_code(uuid.UUID(int=7))
     cyrillic = code.translate(str.maketrans("ABEKMHOPCTX", "АВЕКМНОРСТХ"))
     assert residents.normalise_receipt(cyrillic.lower()) == code
+
+
+def test_another_session_replaying_a_key_gets_neither_the_words_nor_the_receipt(link, client):
+    from django.test import Client
+
+    client.get(f"/r/{link.token}")
+    data = form_data(client, text="Mine alone")
+    assert "receipt" in client.post("/r/", data).context
+    stranger = Client()
+    stranger.get(f"/r/{link.token}")
+    response = stranger.post("/r/", {**data, "text": "Something else"})
+    html = response.content.decode()
+    assert "Mine alone" not in html
+    assert residents.receipt_code(uuid.UUID(data["submission_key"])) not in html
+    assert stranger.get("/r/receipt/yours/").status_code == 302  # nothing to show them
+    assert Reflection.objects.count() == 1
+
+
+def test_a_refresh_after_the_link_filled_up_still_thanks_the_resident(link, client):
+    SharedLink.objects.filter(pk=link.pk).update(max_submissions=1)
+    client.get(f"/r/{link.token}")
+    data = form_data(client)
+    first = client.post("/r/", data)
+    again = client.post("/r/", data)
+    assert again.status_code == 200
+    assert again.context["receipt"] == first.context["receipt"]
+
+
+def test_two_tabs_with_two_links_each_send_to_their_own_cycle(link, world, client):
+    _other, other_token = residents.link_create(
+        cycle=world.cycle_b, by=world.personas.manager_b, label="Warm spaces"
+    )
+    client.get(f"/r/{link.token}")
+    tab_a = form_data(client, text="For cycle A")
+    client.get(f"/r/{other_token}")  # the second tab takes over the session
+    client.post("/r/", tab_a)
+    assert Reflection.objects.get().cycle == world.cycle_a
+
+
+def test_line_breaks_count_once_as_the_counter_shows(link, client):
+    client.get(f"/r/{link.token}")
+    text = "\r\n".join(["x" * 99] * 50)  # 4,950 letters and 49 breaks: 4,999 as shown
+    response = client.post("/r/", form_data(client, text=text))
+    assert "receipt" in response.context
+    assert Reflection.objects.get().text == text.replace("\r\n", "\n")
+
+
+def test_moderating_a_withdrawn_reflection_is_refused_not_a_server_error(link, client, world):
+    client.get(f"/r/{link.token}")
+    client.post("/r/", form_data(client))
+    reflection = Reflection.objects.get()
+    stale = Reflection.objects.get(pk=reflection.pk)
+    residents.withdraw(reflection=reflection)
+    with pytest.raises(residents.Refused):
+        residents.moderate(reflection=stale, action="approve", by=world.personas.manager_a)
+
+
+def test_receipt_codes_forgive_digits_that_look_like_letters():
+    code = residents.receipt_code(uuid.UUID(int=99))
+    typed = code.replace("O", "0").replace("I", "1").replace("B", "8")
+    assert residents.normalise_receipt(typed) == code
