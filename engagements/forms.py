@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import re
 import zoneinfo
+from functools import cache
 from typing import Any
 
 from django import forms
@@ -87,6 +88,7 @@ def parse_version(value: str | None) -> int | None:
     return int(value) if re.fullmatch(r"[0-9]{1,9}", value) else None
 
 
+@cache  # the zoneinfo database is read from disk; once per process is enough
 def _timezones() -> list[tuple[str, str]]:
     return [(name, name.replace("_", " ")) for name in sorted(zoneinfo.available_timezones())]
 

@@ -38,10 +38,7 @@ FAILED_LOOKUPS_PER_10_MINUTES = 20
 
 
 def _too_many(request: HttpRequest, wait: int) -> HttpResponse:
-    # Pages answering /r/<token> never echo the token, not even in the language switcher.
-    response = render(
-        request, "residents/too_many.html", {"switcher_next": "/r/receipt/"}, status=429
-    )
+    response = render(request, "residents/too_many.html", status=429)
     response["Retry-After"] = str(wait)
     return response
 
@@ -49,9 +46,7 @@ def _too_many(request: HttpRequest, wait: int) -> HttpResponse:
 def _closed(request: HttpRequest, status: int) -> HttpResponse:
     # The same words for an unknown, expired or withdrawn link: the page reveals nothing.
     _activate_language(request, None)
-    return render(
-        request, "residents/link_closed.html", {"switcher_next": "/r/receipt/"}, status=status
-    )
+    return render(request, "residents/link_closed.html", status=status)
 
 
 SESSION_LANGUAGE = "resident_language"

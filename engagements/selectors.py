@@ -35,6 +35,7 @@ from engagements.models import (
 )
 
 AnyUser = AbstractBaseUser | AnonymousUser
+PRINCIPLE_LABELS = dict(Principle.choices)
 
 
 def memberships_for_user(*, user: AnyUser) -> list[Membership]:
@@ -176,7 +177,6 @@ def reflection_entry(
         label = pseudonym(reflection.author_id, engagement_id)
     else:
         label = _("Anonymous")
-    principle_labels = dict(Principle.choices)
     return ReflectionEntry(
         public_id=reflection.public_id,
         text=reflection.text,
@@ -184,7 +184,7 @@ def reflection_entry(
         role_label=reflection.get_author_role_display(),
         identity=reflection.identity,
         identity_label=reflection.get_identity_display(),
-        principles=[str(principle_labels.get(p, p)) for p in reflection.principles],
+        principles=[str(PRINCIPLE_LABELS.get(p, p)) for p in reflection.principles],
         stage_name=reflection.stage.name,
         experiment_title=reflection.experiment.title if reflection.experiment else None,
         created=reflection.created,

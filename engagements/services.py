@@ -510,6 +510,22 @@ def cycle_link_remove(*, cycle: LearningCycle, other: LearningCycle, by: User) -
 # --- inside a cycle -------------------------------------------------------------------------
 
 
+def _check_same_cycle(
+    cycle_id: int,
+    *,
+    experiment: Experiment | None = None,
+    reflections: Iterable[Reflection] = (),
+    experiments: Iterable[Experiment] = (),
+) -> None:
+    """Records may only point at records of their own cycle, whatever a form was sent."""
+    if experiment is not None and experiment.cycle_id != cycle_id:
+        raise Refused(_("Choose one of this cycle's experiments."), "experiment")
+    if any(r.cycle_id != cycle_id for r in reflections) or any(
+        e.cycle_id != cycle_id for e in experiments
+    ):
+        raise Refused(_("An adaptation can only cite this cycle's reflections and experiments."))
+
+
 def _check_open(cycle: LearningCycle) -> None:
     if cycle.status == LearningCycle.Status.CLOSED:
         raise Refused(_("This cycle is closed. Reopen it to add to it."))
@@ -549,8 +565,7 @@ def reflection_add(
     **fields: Any,
 ) -> Reflection:
     _check_open(cycle)
-    if experiment is not None and experiment.cycle_id != cycle.pk:
-        raise Refused(_("Choose one of this cycle's experiments."), "experiment")
+    _check_same_cycle(cycle.pk, experiment=experiment)
     reflection = Reflection.objects.create(
         cycle=cycle,
         author=by,
@@ -576,10 +591,7 @@ def adaptation_record(
 ) -> Adaptation:
     _check_open(cycle)
     reflections, experiments = list(reflections), list(experiments)
-    if any(r.cycle_id != cycle.pk for r in reflections) or any(
-        e.cycle_id != cycle.pk for e in experiments
-    ):
-        raise Refused(_("An adaptation can only cite this cycle's reflections and experiments."))
+    _check_same_cycle(cycle.pk, reflections=reflections, experiments=experiments)
     adaptation = Adaptation.objects.create(cycle=cycle, recorded_by=by, **fields)
     adaptation.reflections.set(reflections)
     adaptation.experiments.set(experiments)
@@ -598,15 +610,12 @@ def child_update(
 ) -> Any:
     """Edit a record inside a cycle, refusing a stale copy and a closed cycle."""
     _check_open(obj.cycle)
-    for name in ("reflections", "experiments"):
-        for cited in fields.get(name, ()):
-            if cited.cycle_id != obj.cycle_id:
-                raise Refused(
-                    _("An adaptation can only cite this cycle's reflections and experiments.")
-                )
-    experiment = fields.get("experiment")
-    if experiment is not None and experiment.cycle_id != obj.cycle_id:
-        raise Refused(_("Choose one of this cycle's experiments."), "experiment")
+    _check_same_cycle(
+        obj.cycle_id,
+        experiment=fields.get("experiment"),
+        reflections=fields.get("reflections", ()),
+        experiments=fields.get("experiments", ()),
+    )
     _update_versioned(obj, version, fields)
     LearningCycle.objects.filter(pk=obj.cycle_id).update(updated=timezone.now())
     audit(by, f"{type(obj).__name__.lower()}.updated", obj)

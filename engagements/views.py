@@ -163,17 +163,27 @@ def engagement_stages(request: AuthedRequest, engagement: uuid.UUID) -> HttpResp
         services.stage_add(engagement=allowed.engagement, by=request.user, **add_form.cleaned_data)
         messages.success(request, _("Stage added."))
         return redirect("engagements:stages", engagement)
-    stages = list(allowed.engagement.stages.all())
-    return render(
-        request,
-        "engagements/stages.html",
-        {
-            "engagement": allowed.engagement,
-            "stages": stages,
-            "add_form": add_form,
-            "forms": [(s, StageForm(instance=s, prefix=f"s{s.pk}")) for s in stages],
-        },
-    )
+    return _stages_page(request, allowed.engagement, add_form)
+
+
+def _stages_page(
+    request: AuthedRequest,
+    engagement: Engagement,
+    add_form: StageForm,
+    edited: StageForm | None = None,
+) -> HttpResponse:
+    """Every stage with its own form (``edited`` in place of its stage's), and the add form."""
+    forms = [
+        (
+            s,
+            edited
+            if edited and s.pk == edited.instance.pk
+            else StageForm(instance=s, prefix=f"s{s.pk}"),
+        )
+        for s in engagement.stages.all()
+    ]
+    context = {"engagement": engagement, "add_form": add_form, "forms": forms, "form": edited}
+    return render(request, "engagements/stages.html", context)
 
 
 def _stage_for(request: AuthedRequest, engagement: uuid.UUID, stage: uuid.UUID) -> Stage:
@@ -193,22 +203,7 @@ def stage_edit(request: AuthedRequest, engagement: uuid.UUID, stage: uuid.UUID) 
         services.stage_update(stage=found, by=request.user, **form.cleaned_data)
         messages.success(request, _("Stage saved."))
         return redirect("engagements:stages", engagement)
-    found.refresh_from_db()
-    stages = list(found.engagement.stages.all())
-    return render(
-        request,
-        "engagements/stages.html",
-        {
-            "engagement": found.engagement,
-            "stages": stages,
-            "add_form": StageForm(prefix="new"),
-            "forms": [
-                (s, form if s.pk == found.pk else StageForm(instance=s, prefix=f"s{s.pk}"))
-                for s in stages
-            ],
-            "form": form,
-        },
-    )
+    return _stages_page(request, found.engagement, StageForm(prefix="new"), edited=form)
 
 
 @login_required
@@ -350,35 +345,35 @@ def cycle_start(request: AuthedRequest, engagement: uuid.UUID) -> HttpResponse:
 
 
 def _cycle_context(
-    request: AuthedRequest, allowed: access.CycleAccess, **forms_: Any
+    request: AuthedRequest,
+    allowed: access.CycleAccess,
+    section: str | None = None,
+    **forms_: Any,
 ) -> dict[str, Any]:
+    """What the cycle page needs; for one htmx section, only what that section shows."""
     cycle = allowed.cycle
-    journal = selectors.cycle_journal(user=request.user, cycle=cycle)
-    actors, factors = list(cycle.actors.all()), list(cycle.factors.all())
+    closed = cycle.status == LearningCycle.Status.CLOSED
     context: dict[str, Any] = {
         "cycle": cycle,
         "engagement": cycle.engagement,
         "access": allowed,
-        "journal": journal,
-        "actors": actors,
-        "factors": factors,
-        "diagram": diagram.system_map(actors, factors),
-        "links": selectors.linked_cycles(user=request.user, cycle=cycle),
-        "is_closed": cycle.status == LearningCycle.Status.CLOSED,
+        "is_closed": closed,
+        "can_move": allowed.can_manage and not closed,
     }
+    if section in (None, "journal"):
+        context["journal"] = selectors.cycle_journal(user=request.user, cycle=cycle)
+    if section in (None, "map"):
+        actors, factors = list(cycle.actors.all()), list(cycle.factors.all())
+        context.update(actors=actors, factors=factors, diagram=diagram.system_map(actors, factors))
+    if section is None:
+        context["links"] = selectors.linked_cycles(user=request.user, cycle=cycle)
     # A refused form (for example, on a cycle closed meanwhile) still comes back with its text.
-    if allowed.can_contribute and (cycle.status != LearningCycle.Status.CLOSED or forms_):
+    if allowed.can_contribute and (not closed or forms_):
+        kinds = [kind for kind in KINDS if section in (None, SECTION_OF[kind])]
         context["add_forms"] = {
-            "reflection": forms_.get("reflection")
-            or ReflectionForm(cycle=cycle, prefix="reflection"),
-            "experiment": forms_.get("experiment") or ExperimentForm(prefix="experiment"),
-            "adaptation": forms_.get("adaptation")
-            or AdaptationForm(cycle=cycle, viewer=request.user, prefix="adaptation"),
-            "actor": forms_.get("actor") or ActorForm(prefix="actor"),
-            "factor": forms_.get("factor") or FactorForm(prefix="factor"),
+            kind: forms_.get(kind) or _child_form(kind, None, cycle, request.user, prefix=kind)
+            for kind in kinds
         }
-    if allowed.can_manage and cycle.status != LearningCycle.Status.CLOSED:
-        context["move_form"] = forms_.get("move") or MoveStageForm(cycle=cycle, prefix="move")
     return context
 
 
@@ -400,7 +395,9 @@ def cycle_section(request: AuthedRequest, cycle: uuid.UUID, section: str) -> Htt
     if section not in SECTIONS:
         raise Http404
     return render(
-        request, f"engagements/cycle_detail.html#{section}", _cycle_context(request, allowed)
+        request,
+        f"engagements/cycle_detail.html#{section}",
+        _cycle_context(request, allowed, section),
     )
 
 
@@ -517,9 +514,14 @@ ADDED = {
 
 
 def _child_form(
-    kind: str, request: AuthedRequest, cycle: LearningCycle, *, prefix: str, instance: Any = None
+    kind: str,
+    data: Any,
+    cycle: LearningCycle,
+    viewer: Any,
+    *,
+    prefix: str,
+    instance: Any = None,
 ) -> VersionedForm:
-    data = request.POST if request.method == "POST" else None
     # Several inline edit forms can be open on one page: each gets ids of its own.
     auto_id = f"id_{instance.public_id.hex[:8]}_%s" if instance is not None else "id_%s"
     options: dict[str, Any] = {"instance": instance, "prefix": prefix, "auto_id": auto_id}
@@ -531,7 +533,7 @@ def _child_form(
         return ExperimentForm(data, **options)
     if kind == "reflection":
         return ReflectionForm(data, cycle=cycle, **options)
-    return AdaptationForm(data, cycle=cycle, viewer=request.user, **options)
+    return AdaptationForm(data, cycle=cycle, viewer=viewer, **options)
 
 
 def _add(kind: str, allowed: access.CycleAccess, request: AuthedRequest, form: Any) -> Any:
@@ -553,9 +555,9 @@ def _after_save(
 ) -> HttpResponse:
     if request.htmx:
         allowed.cycle.refresh_from_db()
-        context = _cycle_context(request, allowed)
-        context["announcement"] = message
         section = SECTION_OF[kind]
+        context = _cycle_context(request, allowed, section)
+        context["announcement"] = message
         return render(request, f"engagements/cycle_detail.html#{section}", context)
     messages.success(request, message)
     url = reverse("engagements:cycle", args=[allowed.cycle.public_id])
@@ -568,7 +570,8 @@ def child_add(request: AuthedRequest, cycle: uuid.UUID, kind: str) -> HttpRespon
     if kind not in KINDS:
         raise Http404
     allowed = access.cycle_access(request.user, cycle, need="contribute")
-    form = _child_form(kind, request, allowed.cycle, prefix=kind)
+    data = request.POST if request.method == "POST" else None
+    form = _child_form(kind, data, allowed.cycle, request.user, prefix=kind)
     if request.method == "POST" and form.is_valid():
         try:
             obj = _add(kind, allowed, request, form)
@@ -577,7 +580,7 @@ def child_add(request: AuthedRequest, cycle: uuid.UUID, kind: str) -> HttpRespon
         else:
             return _after_save(request, allowed, kind, str(ADDED[kind]), f"item-{obj.public_id}")
     if request.htmx and request.method == "POST":
-        context = _cycle_context(request, allowed, **{kind: form})
+        context = _cycle_context(request, allowed, SECTION_OF[kind], **{kind: form})
         context["open_form"] = kind
         return render(request, f"engagements/cycle_detail.html#{SECTION_OF[kind]}", context)
     return render(
@@ -599,7 +602,8 @@ def child_edit(request: AuthedRequest, kind: str, public_id: uuid.UUID) -> HttpR
     if kind not in KINDS:
         raise Http404
     obj, allowed = access.child_access(request.user, kind, public_id)
-    form = _child_form(kind, request, allowed.cycle, prefix="edit", instance=obj)
+    data = request.POST if request.method == "POST" else None
+    form = _child_form(kind, data, allowed.cycle, request.user, prefix="edit", instance=obj)
     if request.method == "POST" and form.is_valid():
         try:
             services.child_update(

@@ -221,6 +221,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "hls.context_processors.site",
+                "hls.context_processors.language_next",
             ],
             "builtins": ["django.templatetags.i18n"],
         },

@@ -10,11 +10,16 @@ from hls.lib.redis import client
 log = logging.getLogger(__name__)
 
 
-def hit(scope: str, key: str, *, limit: int, window: int) -> int | None:
-    """Count one event; return seconds to wait if over ``limit`` in this window, else None."""
+def _window(scope: str, key: str, window: int) -> tuple[str, int]:
+    """The Redis key of the current fixed window, and the seconds until it ends."""
     now = int(time.time())
     start = now - now % window
-    cache_key = f"hls:rl:{scope}:{key}:{start}"
+    return f"hls:rl:{scope}:{key}:{start}", max(1, start + window - now)
+
+
+def hit(scope: str, key: str, *, limit: int, window: int) -> int | None:
+    """Count one event; return seconds to wait if over ``limit`` in this window, else None."""
+    cache_key, remaining = _window(scope, key, window)
     try:
         # One round trip: count, and make sure the window's key expires.
         # (SET NX + INCR rather than EXPIRE NX, which Redis before 7 lacks.)
@@ -25,19 +30,14 @@ def hit(scope: str, key: str, *, limit: int, window: int) -> int | None:
     except Exception:  # Redis unreachable: protections relax rather than lose a reflection.
         log.warning("rate limit %s unavailable; allowing", scope)
         return None
-    if count > limit:
-        return max(1, start + window - now)
-    return None
+    return remaining if count > limit else None
 
 
 def peek(scope: str, key: str, *, limit: int, window: int) -> int | None:
     """Seconds to wait if ``key`` is already over ``limit`` in this window, without counting."""
-    now = int(time.time())
-    start = now - now % window
+    cache_key, remaining = _window(scope, key, window)
     try:
-        count = int(client().get(f"hls:rl:{scope}:{key}:{start}") or 0)
+        count = int(client().get(cache_key) or 0)
     except Exception:
         return None
-    if count >= limit:
-        return max(1, start + window - now)
-    return None
+    return remaining if count >= limit else None
