@@ -1,7 +1,7 @@
 """Pages residents use through a shared link, with no account (DESIGN.md §5).
 
 ``/r/<token>`` changes nothing: it checks the token's hash, keeps the link in a short
-anonymous session and redirects to ``/r/`` so the token leaves the address bar. Everything
+anonymous session (a signed cookie, ``engagements.resident_session``) and redirects to ``/r/`` so the token leaves the address bar. Everything
 under ``/r/`` is sent with no-referrer, noindex and no-store (``hls.middleware``).
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.core import signing
@@ -19,7 +20,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
-from engagements import residents
+from engagements import resident_session, residents
 from engagements.models import Adaptation, Reflection, SharedLink
 from engagements.resident_forms import ReceiptForm, ResidentReflectionForm
 from engagements.services import Refused
@@ -30,7 +31,6 @@ SESSION_LINK = "resident_link"
 SESSION_RECEIPT = "resident_receipt"
 SESSION_KEYS = "resident_submissions"  # the submission keys this browser saved
 LINK_SALT = "resident-link"
-SESSION_SECONDS = 12 * 60 * 60
 LINK_REF_SECONDS = 366 * 24 * 60 * 60  # as long as any link lives: the link itself decides
 
 LOOKUPS_PER_MINUTE = 60
@@ -54,7 +54,7 @@ SESSION_LANGUAGE = "resident_language"
 
 def _activate_language(request: HttpRequest, code: str | None) -> None:
     """Residents see the engagement's language unless they chose one with the switcher."""
-    code = code or request.session.get(SESSION_LANGUAGE)
+    code = code or resident_session.of(request).get(SESSION_LANGUAGE)
     if code and settings.LANGUAGE_COOKIE_NAME not in request.COOKIES:
         translation.activate(code)
         request.LANGUAGE_CODE = code
@@ -78,22 +78,26 @@ def open_link(request: HttpRequest, token: str) -> HttpResponse:
         return _closed(request, 404)
     if not link.is_active:
         return _closed(request, 410)
-    request.session[SESSION_LINK] = link.pk
-    request.session[SESSION_LANGUAGE] = link.cycle.engagement.language
-    request.session.set_expiry(SESSION_SECONDS)
+    session = resident_session.of(request)
+    session[SESSION_LINK] = link.pk
+    session[SESSION_LANGUAGE] = link.cycle.engagement.language
     return redirect("residents:reflect")
 
 
-def _link_from(request: HttpRequest, link_ref: str | None = None) -> SharedLink | None:
+def _link_id(request: HttpRequest, link_ref: str | None) -> int | None:
     """The link the form was opened through, else the session's (two tabs, two links)."""
-    link_id = None
     if link_ref:
         try:
             link_id = signing.loads(link_ref[:500], salt=LINK_SALT, max_age=LINK_REF_SECONDS)
         except signing.BadSignature:
             link_id = None
-    if link_id is None:
-        link_id = request.session.get(SESSION_LINK)
+        if isinstance(link_id, int):
+            return link_id
+    link_id = resident_session.of(request).get(SESSION_LINK)
+    return link_id if isinstance(link_id, int) else None
+
+
+def _load_link(link_id: int | None) -> SharedLink | None:
     if link_id is None:
         return None
     return (
@@ -105,29 +109,48 @@ def _link_from(request: HttpRequest, link_ref: str | None = None) -> SharedLink 
     )
 
 
+def _link_from(request: HttpRequest, link_ref: str | None = None) -> SharedLink | None:
+    return _load_link(_link_id(request, link_ref))
+
+
 @require_http_methods(["GET", "POST"])
 def reflect(request: HttpRequest) -> HttpResponse:
-    had_session = SESSION_LINK in request.session
-    link = _link_from(request, request.POST.get("link_ref"))
+    session = resident_session.of(request)
+    had_session = SESSION_LINK in session
+    link_id = _link_id(request, request.POST.get("link_ref"))
+    form = ResidentReflectionForm(request.POST) if request.method == "POST" else None
+    if (
+        form is not None
+        and had_session
+        and link_id == session[SESSION_LINK]
+        and form.is_valid()
+        and str(form.cleaned_data["submission_key"]) not in session.get(SESSION_KEYS, [])
+    ):
+        # The everyday case, a first send from the link this browser opened: straight to the
+        # statement that stores it (which checks the link), no page read of the link first.
+        _activate_language(request, None)
+        return _send(request, form, link_id, None)
+
+    link = _load_link(link_id)
     if link is None:
         return _no_link(request)
     _activate(link, request)
-    form = ResidentReflectionForm(request.POST) if request.method == "POST" else None
     if form is not None and form.is_valid() and had_session:
         # Already saved by this person (a double click, a refresh): the same thank-you page,
         # even if the link has closed since.
         key = form.cleaned_data["submission_key"]
-        if str(key) in request.session.get(SESSION_KEYS, []):
-            saved = Reflection.objects.filter(submission_key=key).first()
+        if str(key) in session.get(SESSION_KEYS, []):
+            saved = (
+                Reflection.objects.select_related("shared_link").filter(submission_key=key).first()
+            )
             if saved is not None:
-                return _thanks(request, link, saved, key)
+                return _thanks(request, saved, key)
     if not link.is_active:
         if form is not None:
             form.add_error(None, _("This link has closed, so your reflection could not be sent."))
             return _form_page(request, link, form, status=410)
         return _closed(request, 410)
-    if request.session.get(SESSION_LINK) != link.pk:
-        request.session[SESSION_LINK] = link.pk
+    session[SESSION_LINK] = link.pk
     if form is None:
         form = ResidentReflectionForm(initial={"link_ref": signing.dumps(link.pk, salt=LINK_SALT)})
         return _form_page(request, link, form)
@@ -137,15 +160,33 @@ def reflect(request: HttpRequest) -> HttpResponse:
     if not had_session:
         # The session ended while they typed: nothing is lost, they press Send once more.
         return _form_page(request, link, _resumed_form(request), resumed=True)
-    wait = ratelimit.hit("r-submit", str(link.pk), limit=settings.RESIDENT_SUBMIT_LIMIT, window=60)
+    return _send(request, form, link.pk, link)
+
+
+def _send(
+    request: HttpRequest, form: ResidentReflectionForm, link_id: int, link: SharedLink | None
+) -> HttpResponse:
+    """Store a valid form's reflection and thank the resident, or say why it was not stored.
+
+    ``link`` is loaded only when a page about it must be shown (busy, closed, someone else's
+    submission key); the everyday send does without it.
+    """
+
+    def form_page(form: ResidentReflectionForm, **kwargs: Any) -> HttpResponse:
+        loaded = link or _load_link(link_id)
+        if loaded is None:  # deleted meanwhile
+            return _no_link(request)
+        return _form_page(request, loaded, form, **kwargs)
+
+    wait = ratelimit.hit("r-submit", str(link_id), limit=settings.RESIDENT_SUBMIT_LIMIT, window=60)
     if wait:
-        response = _form_page(request, link, form, status=429, busy=True)
+        response = form_page(form, status=429, busy=True)
         response["Retry-After"] = str(wait)
         return response
     data = form.cleaned_data
     try:
         reflection, created = residents.submit(
-            link=link,
+            link_id=link_id,
             submission_key=data["submission_key"],
             text=data["text"],
             identity=data["identity"],
@@ -158,27 +199,25 @@ def reflect(request: HttpRequest) -> HttpResponse:
         )
     except Refused as refusal:
         form.add_error(None, refusal.message)
-        return _form_page(
-            request, link, form, status=410 if not isinstance(refusal, residents.Withdrawn) else 200
-        )
+        closed = not isinstance(refusal, residents.Withdrawn)
+        return form_page(form, status=410 if closed else 200)
     if not created:
         # Someone else's submission key: their words and receipt stay theirs.
-        return _form_page(request, link, _resumed_form(request), resumed=True)
-    keys = request.session.get(SESSION_KEYS, [])
-    request.session[SESSION_KEYS] = [*keys[-19:], str(data["submission_key"])]
-    return _thanks(request, link, reflection, data["submission_key"])
+        return form_page(_resumed_form(request), resumed=True)
+    session = resident_session.of(request)
+    keys = session.get(SESSION_KEYS, [])
+    session[SESSION_KEYS] = [*keys[-19:], str(data["submission_key"])]
+    return _thanks(request, reflection, data["submission_key"])
 
 
-def _thanks(
-    request: HttpRequest, link: SharedLink, reflection: Reflection, key: uuid.UUID
-) -> HttpResponse:
-    request.session[SESSION_RECEIPT] = reflection.pk
+def _thanks(request: HttpRequest, reflection: Reflection, key: uuid.UUID) -> HttpResponse:
+    resident_session.of(request)[SESSION_RECEIPT] = reflection.pk
+    link = reflection.shared_link
     return render(
         request,
         "residents/thanks.html",
         {
-            "link": link,
-            "cycle": link.cycle,
+            "draft_key": f"reflection-{link.public_id}" if link is not None else "",
             "reflection": reflection,
             "receipt": residents.receipt_code(key),
         },
@@ -204,7 +243,7 @@ def rescue_after_security_check(request: HttpRequest) -> HttpResponse | None:
     if not link.is_active:
         form.add_error(None, _("This link has closed, so your reflection could not be sent."))
         return _form_page(request, link, form, status=410)
-    request.session[SESSION_LINK] = link.pk
+    resident_session.of(request)[SESSION_LINK] = link.pk
     return _form_page(request, link, form, status=403, resumed=True)
 
 
@@ -256,8 +295,7 @@ def receipt(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             found = residents.reflection_by_receipt(form.cleaned_data["code"])
             if found is not None:
-                request.session[SESSION_RECEIPT] = found.pk
-                request.session.set_expiry(SESSION_SECONDS)
+                resident_session.of(request)[SESSION_RECEIPT] = found.pk
                 return redirect("residents:receipt_view")
             ratelimit.hit("r-receipt-fail", ip, limit=FAILED_LOOKUPS_PER_10_MINUTES, window=600)
             form.add_error(
@@ -271,7 +309,7 @@ def receipt(request: HttpRequest) -> HttpResponse:
 
 
 def _receipt_reflection(request: HttpRequest) -> Reflection | None:
-    reflection_id = request.session.get(SESSION_RECEIPT)
+    reflection_id = resident_session.of(request).get(SESSION_RECEIPT)
     if reflection_id is None:
         return None
     return (
@@ -336,6 +374,6 @@ def receipt_withdraw(request: HttpRequest) -> HttpResponse:
     _activate_language(request, reflection.language)
     if request.method == "POST":
         residents.withdraw(reflection=reflection)
-        request.session.pop(SESSION_RECEIPT, None)
+        resident_session.of(request).pop(SESSION_RECEIPT, None)
         return render(request, "residents/withdrawn.html", {})
     return render(request, "residents/withdraw_confirm.html", {"reflection": reflection})

@@ -47,6 +47,9 @@ class ResidentPagesMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
         if request.path.startswith("/r/"):
+            from engagements import resident_session
+
+            resident_session.save(request, response)
             response["Referrer-Policy"] = "no-referrer"
             response["X-Robots-Tag"] = "noindex, nofollow"
             add_never_cache_headers(response)

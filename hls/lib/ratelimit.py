@@ -9,6 +9,18 @@ from hls.lib.redis import client
 
 log = logging.getLogger(__name__)
 
+WARN_EVERY = 30.0  # seconds between "unavailable" warnings, so an outage is not a log flood
+_last_warned: dict[str, float] = {}
+
+
+def _unavailable(scope: str) -> None:
+    now = time.monotonic()
+    if now - _last_warned.get(scope, -WARN_EVERY) >= WARN_EVERY:
+        _last_warned[scope] = now
+        log.warning(
+            "rate limit %s unavailable; allowing (said at most every %.0f s)", scope, WARN_EVERY
+        )
+
 
 def _window(scope: str, key: str, window: int) -> tuple[str, int]:
     """The Redis key of the current fixed window, and the seconds until it ends."""
@@ -28,7 +40,7 @@ def hit(scope: str, key: str, *, limit: int, window: int) -> int | None:
         pipe.incr(cache_key)
         count = int(pipe.execute()[1])
     except Exception:  # Redis unreachable: protections relax rather than lose a reflection.
-        log.warning("rate limit %s unavailable; allowing", scope)
+        _unavailable(scope)
         return None
     return remaining if count > limit else None
 

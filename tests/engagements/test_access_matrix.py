@@ -142,7 +142,7 @@ def things(world):
     )
     link, _token = residents.link_create(cycle=cycle, by=by, label="Library")
     resident_reflection, _ = residents.submit(
-        link=link,
+        link_id=link.pk,
         submission_key=uuid.uuid4(),
         text="The clinic moved.",
         identity="anonymous",

@@ -49,7 +49,7 @@ def test_a_double_post_stores_one_reflection_and_shows_the_same_receipt(link):
 
 @pytest.mark.django_db(transaction=True)
 def test_two_concurrent_posts_with_the_same_key_store_one_reflection(link, monkeypatch):
-    """Both requests pass the "already saved?" check before either commits: a real race."""
+    """Both requests reach the storing statement together: a real race."""
     client = opened(link)
     data = form_data(client)
     cookies = client.cookies
@@ -58,7 +58,7 @@ def test_two_concurrent_posts_with_the_same_key_store_one_reflection(link, monke
     real_receipt_code = residents.receipt_code
 
     def receipt_code_after_both_checked(key: Any) -> str:
-        # submit() calls this right after its existence checks, before its transaction.
+        # submit() calls this just before the one statement that stores the reflection.
         if not getattr(local, "waited", False):
             local.waited = True
             barrier.wait()
