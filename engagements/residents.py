@@ -104,6 +104,10 @@ def link_by_token(token: str) -> SharedLink | None:
     )
 
 
+def token_matches(link: SharedLink, token: str) -> bool:
+    return hmac.compare_digest(link.token_hash, _sha256(token[:200]))
+
+
 # --- receipts -------------------------------------------------------------------------------
 
 

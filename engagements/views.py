@@ -820,8 +820,47 @@ def resident_links(request: AuthedRequest, cycle: uuid.UUID) -> HttpResponse:
             max_submissions=form.cleaned_data["max_submissions"],
             moderation_mode=form.cleaned_data["moderation_mode"],
         )
-        return _resident_links_page(request, allowed, SharedLinkForm(), new)
-    return _resident_links_page(request, allowed, form)
+        # Post, redirect, get: a reload cannot make a second link. The token, never stored,
+        # rides to the next page in a short signed cookie that page deletes (shown once).
+        link, token = new
+        response = redirect("engagements:resident_links", cycle)
+        response.set_signed_cookie(
+            NEW_LINK_COOKIE,
+            f"{link.public_id}:{token}",
+            salt=NEW_LINK_COOKIE,
+            max_age=600,
+            path=request.path,
+            secure=settings.SESSION_COOKIE_SECURE,
+            httponly=True,
+            samesite="Strict",
+        )
+        return response
+    response = _resident_links_page(request, allowed, form, _just_made(request, allowed))
+    response.delete_cookie(NEW_LINK_COOKIE, path=request.path, samesite="Strict")
+    return response
+
+
+NEW_LINK_COOKIE = "hls_new_link"
+
+
+def _just_made(
+    request: AuthedRequest, allowed: access.CycleAccess
+) -> tuple[SharedLink, str] | None:
+    """The link this person just made on this page and its token, once, from the cookie."""
+    if request.method != "GET":
+        return None
+    value = request.get_signed_cookie(
+        NEW_LINK_COOKIE, default=None, salt=NEW_LINK_COOKIE, max_age=600
+    )
+    public_id, _sep, token = (value or "").partition(":")
+    try:
+        uuid.UUID(public_id)
+    except ValueError:
+        return None
+    link = allowed.cycle.shared_links.filter(public_id=public_id).first()
+    if link is None or not residents.token_matches(link, token):
+        return None
+    return link, token
 
 
 @login_required

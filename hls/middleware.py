@@ -62,7 +62,8 @@ class NullOriginMiddleware:
     With ``Referrer-Policy: no-referrer`` a browser sends ``Origin: null`` even on a
     same-origin form post, which Django's CSRF check refuses. The browser's own
     ``Sec-Fetch-Site`` header, which no page can set, says whether the post came from this
-    site; when it did, the origin is taken as this site's own. The CSRF token is then checked
+    site; when it did (or, on the resident pages, when an older browser sends no such header),
+    the origin is taken as this site's own. The CSRF token is then checked
     by Django's middleware, which runs next, as usual.
     """
 
@@ -70,9 +71,13 @@ class NullOriginMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if (
-            request.META.get("HTTP_ORIGIN") == "null"
-            and request.META.get("HTTP_SEC_FETCH_SITE") == "same-origin"
-        ):
-            request.META["HTTP_ORIGIN"] = f"{request.scheme}://{request.get_host()}"
+        if request.META.get("HTTP_ORIGIN") == "null":
+            fetch_site = request.META.get("HTTP_SEC_FETCH_SITE")
+            if fetch_site == "same-origin" or (
+                # Browsers from before Sec-Fetch-Site (Safari before 16.4) send neither. On the
+                # resident pages the CSRF token still decides: its cookie is SameSite=Lax, so
+                # no other site's post carries it, and no other site can read the token.
+                fetch_site is None and request.path.startswith("/r/")
+            ):
+                request.META["HTTP_ORIGIN"] = f"{request.scheme}://{request.get_host()}"
         return self.get_response(request)

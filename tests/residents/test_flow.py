@@ -87,11 +87,10 @@ def test_a_follow_up_email_is_queued_in_the_outbox(link, client):
 
 def test_staff_make_links_and_moderate(link, world, client):
     manager = verified_client(world.personas.manager_a)
-    response = manager.post(
-        reverse("engagements:resident_links", args=[world.cycle_a.public_id]),
-        {"label": "Library", "days": "10", "moderation_mode": "hold"},
-    )
-    html = response.content.decode()
+    page = reverse("engagements:resident_links", args=[world.cycle_a.public_id])
+    response = manager.post(page, {"label": "Library", "days": "10", "moderation_mode": "hold"})
+    assert response.status_code == 302
+    html = manager.get(page).content.decode()
     assert "/r/" in html
     assert "<svg" in html
     client.get(f"/r/{link.token}")
@@ -106,6 +105,34 @@ def test_staff_make_links_and_moderate(link, world, client):
     assert reflection.text == "My neighbour […] helped."
     assert reflection.moderation == "published"
     assert verified_client(world.personas.outsider).post(url, {"action": "hide"}).status_code == 404
+
+
+def test_a_new_link_is_shown_once_and_a_reload_makes_no_second_link(world):
+    manager = verified_client(world.personas.manager_a)
+    page = reverse("engagements:resident_links", args=[world.cycle_a.public_id])
+    form = {"label": "Library", "days": "10", "moderation_mode": "hold"}
+    assert manager.post(page, form)["Location"] == page
+    carried = manager.cookies["hls_new_link"].value
+    shown = manager.get(page)
+    token = shown.context["new_url"].rsplit("/r/", 1)[1]
+    link = SharedLink.objects.get(label="Library")
+    assert residents.link_by_token(token) == link
+    assert "Library" in html_of(shown)
+    again = manager.get(page)  # a reload: the token is gone, the link is not made twice
+    assert "new_url" not in again.context
+    assert token not in html_of(again)
+    assert SharedLink.objects.filter(label="Library").count() == 1
+    # The cookie copied into someone else's browser still needs the page's access rights.
+    outsider = verified_client(world.personas.outsider)
+    outsider.cookies["hls_new_link"] = carried
+    assert outsider.get(page).status_code == 404
+
+
+def test_a_forged_new_link_cookie_shows_nothing(world, link):
+    manager = verified_client(world.personas.manager_a)
+    page = reverse("engagements:resident_links", args=[world.cycle_a.public_id])
+    manager.cookies["hls_new_link"] = f"{link.public_id}:{link.token}"  # not signed
+    assert "new_url" not in manager.get(page).context
 
 
 def test_no_page_echoes_a_token(link, client, world):
@@ -176,6 +203,31 @@ def test_a_no_referrer_page_can_still_post_to_its_own_site(link, world, settings
     )
     assert cross_site.status_code == 403
     assert Reflection.objects.count() == 1
+
+
+def test_an_older_browser_without_sec_fetch_site_can_post_with_its_token(link, settings):
+    """Safari before 16.4 sends Origin: null and no Sec-Fetch-Site; the CSRF token decides."""
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.get(f"/r/{link.token}")
+    page = client.get("/r/")
+    data = form_data(client)
+    data["csrfmiddlewaretoken"] = page.context["csrf_token"]
+    assert client.post("/r/", data, headers={"Origin": "null"}).status_code == 200
+    forged = {**data, "submission_key": str(uuid.uuid4()), "csrfmiddlewaretoken": "x" * 64}
+    refused = client.post("/r/", forged, headers={"Origin": "null"})
+    assert refused.status_code == 403  # the form comes back with the words, nothing stored
+    assert Reflection.objects.count() == 1
+    # Outside the resident pages an Origin of null is still refused.
+    staff = Client(enforce_csrf_checks=True)
+    login = staff.get("/accounts/login/")
+    response = staff.post(
+        "/accounts/login/",
+        {"username": "x", "password": "y", "csrfmiddlewaretoken": login.context["csrf_token"]},
+        headers={"Origin": "null"},
+    )
+    assert response.status_code == 403
 
 
 def test_each_link_opens_in_its_own_engagements_language(link, world, client):
