@@ -823,8 +823,8 @@ def resident_links(request: AuthedRequest, cycle: uuid.UUID) -> HttpResponse:
         # Post, redirect, get: a reload cannot make a second link. The token, never stored,
         # rides to the next page in a short signed cookie that page deletes (shown once).
         link, token = new
-        response = redirect("engagements:resident_links", cycle)
-        response.set_signed_cookie(
+        made = redirect("engagements:resident_links", cycle)
+        made.set_signed_cookie(
             NEW_LINK_COOKIE,
             f"{link.public_id}:{token}",
             salt=NEW_LINK_COOKIE,
@@ -834,7 +834,7 @@ def resident_links(request: AuthedRequest, cycle: uuid.UUID) -> HttpResponse:
             httponly=True,
             samesite="Strict",
         )
-        return response
+        return made
     response = _resident_links_page(request, allowed, form, _just_made(request, allowed))
     response.delete_cookie(NEW_LINK_COOKIE, path=request.path, samesite="Strict")
     return response
