@@ -10,6 +10,7 @@ urlpatterns = [
     path("accounts/", include("engagements.account_urls")),
     path("", include("engagements.urls")),
     path("r/", include("engagements.resident_urls")),
+    path("cases/", include("cases.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
 ]

@@ -35,6 +35,12 @@ def safe_next(request: HttpRequest, target: str | None, fallback: str) -> str:
     return fallback
 
 
+class HtmxRequest(HttpRequest):
+    """Any request, with django-htmx details (its middleware runs for every request)."""
+
+    htmx: HtmxDetails
+
+
 class AuthedRequest(HttpRequest):
     """The request a signed-in view sees (``login_required`` ran), with django-htmx details."""
 
