@@ -439,7 +439,36 @@ class ExperimentForm(VersionedForm):
         return data
 
 
-class ReflectionForm(VersionedForm):
+class CitesCasesMixin:
+    """A reflection or adaptation may cite published case studies (DESIGN.md §7)."""
+
+    def add_cases_field(self) -> None:
+        from cases.models import CaseStudy
+
+        form: Any = self
+        form.fields["cases"] = forms.ModelMultipleChoiceField(
+            label=_("Case studies it draws on"),
+            queryset=CaseStudy.objects.filter(published=True).only(
+                "pk", "slug", "title", "published"
+            ),
+            to_field_name="slug",
+            widget=forms.CheckboxSelectMultiple,
+            required=False,
+            help_text=_("From the case study library; leave all unticked if none."),
+        )
+        if form.instance.pk is not None and not form.is_bound:
+            form.initial["cases"] = [
+                citation.case.slug
+                for citation in form.instance.case_citations.select_related("case")
+            ]
+
+    def changed_values(self) -> dict[str, Any]:
+        values: dict[str, Any] = super().changed_values()  # type: ignore[misc]
+        values["cases"] = list(self.cleaned_data.get("cases") or [])  # type: ignore[attr-defined]
+        return values
+
+
+class ReflectionForm(CitesCasesMixin, VersionedForm):
     principles = forms.MultipleChoiceField(
         label=_("HLS principles it touches"),
         choices=Principle.choices,
@@ -470,9 +499,10 @@ class ReflectionForm(VersionedForm):
         field = self.fields["experiment"]
         assert isinstance(field, forms.ModelChoiceField)
         field.queryset = Experiment.objects.filter(cycle=cycle)
+        self.add_cases_field()
 
 
-class AdaptationForm(VersionedForm):
+class AdaptationForm(CitesCasesMixin, VersionedForm):
     reflections = ReflectionChoiceField(
         label=_("Reflections that prompted it"),
         queryset=Reflection.objects.none(),
@@ -530,6 +560,7 @@ class AdaptationForm(VersionedForm):
         experiments.queryset = Experiment.objects.filter(cycle=cycle)
         if not self.is_bound and self.instance.pk is None:
             self.initial.setdefault("decided_on", timezone.localdate())
+        self.add_cases_field()
 
     def clean_reflections(self) -> list[Reflection]:
         """Citations the editor cannot see (held for review, say) stay as they were."""

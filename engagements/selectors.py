@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -149,6 +149,12 @@ def pseudonym(user_id: int, engagement_id: int) -> str:
 
 
 @dataclass(frozen=True)
+class CitedCase:
+    slug: str
+    title: str
+
+
+@dataclass(frozen=True)
 class ReflectionEntry:
     public_id: uuid.UUID
     text: str
@@ -163,6 +169,7 @@ class ReflectionEntry:
     edited: bool
     mine: bool
     moderation: str
+    cases: tuple[CitedCase, ...] = ()
 
 
 def reflection_entry(
@@ -248,10 +255,15 @@ def cycle_journal(*, user: AnyUser, cycle: LearningCycle) -> Journal:
             Prefetch("experiments", queryset=Experiment.objects.only("id", "public_id", "title")),
         )
     )
+    cited = _cited_cases(cycle)
+    for pk, entry in entries.items():
+        if pk in cited["reflection"]:
+            entries[pk] = replace(entry, cases=tuple(cited["reflection"][pk]))
     for adaptation in adaptations:
         adaptation.cited_reflections = [  # type: ignore[attr-defined]
             entries[r.pk] for r in adaptation.reflections.all() if r.pk in entries
         ]
+        adaptation.cited_cases = cited["adaptation"].get(adaptation.pk, [])  # type: ignore[attr-defined]
     timeline = (
         [TimelineEntry(m.moved_at, "move", m) for m in moves]
         + [TimelineEntry(e.created, "reflection", e) for e in entries.values()]
@@ -260,6 +272,22 @@ def cycle_journal(*, user: AnyUser, cycle: LearningCycle) -> Journal:
     )
     timeline.sort(key=lambda entry: entry.when, reverse=True)
     return Journal(stages, moves, list(entries.values()), experiments, adaptations, timeline)
+
+
+def _cited_cases(cycle: LearningCycle) -> dict[str, dict[int, list[CitedCase]]]:
+    """The cycle's case-study citations, by reflection and by adaptation, in one query."""
+    from cases.models import CaseCitation
+
+    cited: dict[str, dict[int, list[CitedCase]]] = {"reflection": {}, "adaptation": {}}
+    rows = (
+        CaseCitation.objects.filter(cycle=cycle, case__published=True)
+        .order_by("case__title")
+        .values_list("reflection_id", "adaptation_id", "case__slug", "case__title")
+    )
+    for reflection_id, adaptation_id, slug, title in rows:
+        kind, pk = ("reflection", reflection_id) if reflection_id else ("adaptation", adaptation_id)
+        cited[kind].setdefault(pk, []).append(CitedCase(slug, title))
+    return cited
 
 
 def linked_cycles(*, user: AnyUser, cycle: LearningCycle) -> LinkedCycles:

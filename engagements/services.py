@@ -562,6 +562,7 @@ def reflection_add(
     by: User,
     author_role: str,
     experiment: Experiment | None = None,
+    cases: Iterable[Any] = (),
     **fields: Any,
 ) -> Reflection:
     _check_open(cycle)
@@ -576,6 +577,7 @@ def reflection_add(
         **fields,
     )
     LearningCycle.objects.filter(pk=cycle.pk).update(updated=timezone.now())
+    _cite_cases(reflection, cases, by)
     audit(by, "reflection.added", reflection)
     return reflection
 
@@ -587,6 +589,7 @@ def adaptation_record(
     by: User,
     reflections: Iterable[Reflection] = (),
     experiments: Iterable[Experiment] = (),
+    cases: Iterable[Any] = (),
     **fields: Any,
 ) -> Adaptation:
     _check_open(cycle)
@@ -595,6 +598,7 @@ def adaptation_record(
     adaptation = Adaptation.objects.create(cycle=cycle, recorded_by=by, **fields)
     adaptation.reflections.set(reflections)
     adaptation.experiments.set(experiments)
+    _cite_cases(adaptation, cases, by)
     LearningCycle.objects.filter(pk=cycle.pk).update(updated=timezone.now())
     audit(by, "adaptation.recorded", adaptation)
     return adaptation
@@ -606,6 +610,7 @@ def child_update(
     obj: Actor | Factor | Experiment | Reflection | Adaptation,
     version: int | None,
     by: User,
+    cases: Iterable[Any] | None = None,
     **fields: Any,
 ) -> Any:
     """Edit a record inside a cycle, refusing a stale copy and a closed cycle."""
@@ -617,9 +622,29 @@ def child_update(
         experiments=fields.get("experiments", ()),
     )
     _update_versioned(obj, version, fields)
+    if cases is not None and isinstance(obj, Reflection | Adaptation):
+        _cite_cases(obj, cases, by)
     LearningCycle.objects.filter(pk=obj.cycle_id).update(updated=timezone.now())
     audit(by, f"{type(obj).__name__.lower()}.updated", obj)
     return obj
+
+
+def _cite_cases(record: Reflection | Adaptation, cases: Iterable[Any], by: User) -> None:
+    """Make the record's case-study citations exactly ``cases`` (published ones only)."""
+    from cases.models import CaseCitation
+
+    wanted = {case.pk: case for case in cases if case.published}
+    key = "reflection" if isinstance(record, Reflection) else "adaptation"
+    existing = CaseCitation.objects.filter(**{key: record})
+    existing.exclude(case_id__in=wanted).delete()
+    have = set(existing.values_list("case_id", flat=True))
+    CaseCitation.objects.bulk_create(
+        [
+            CaseCitation(case=case, cycle_id=record.cycle_id, cited_by=by, **{key: record})
+            for pk, case in wanted.items()
+            if pk not in have
+        ]
+    )
 
 
 @transaction.atomic

@@ -25,6 +25,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import reswap, retarget
 
+from cases.views import related_for_cycle
 from engagements import access, diagram, residents, selectors, services
 from engagements.forms import (
     AcceptInvitationForm,
@@ -367,6 +368,9 @@ def _cycle_context(
         context.update(actors=actors, factors=factors, diagram=diagram.system_map(actors, factors))
     if section is None:
         context["links"] = selectors.linked_cycles(user=request.user, cycle=cycle)
+        latest = sorted(context["journal"].reflections, key=lambda e: e.created, reverse=True)
+        recent = [entry.text for entry in latest[:20]]
+        context["related_cases"] = related_for_cycle(request.user, cycle, recent)
     # A refused form (for example, on a cycle closed meanwhile) still comes back with its text.
     if allowed.can_contribute and (not closed or forms_):
         kinds = [kind for kind in KINDS if section in (None, SECTION_OF[kind])]
