@@ -226,6 +226,7 @@ def _ensure_resident_link(credentials: dict[str, Any]) -> None:
 def _load_engagement(orgs: dict[str, Organisation], credentials: dict[str, Any]) -> None:
     """One engagement with cycles at every stage, a system map, experiments, reflections in
     each role and identity mode, and adaptations. Skipped when it is already there."""
+    from cases.models import CaseStudy
     from engagements import services
     from engagements.models import Engagement, EngagementPartner, Reflection, StageMove
 
@@ -367,6 +368,8 @@ def _load_engagement(orgs: dict[str, Organisation], credentials: dict[str, Any])
         identity=Reflection.Identity.NAMED,
         principles=["human", "learning"],
         experiment=experiment,
+        # Wellbeing Teams plan support around each person's good day, not timed tasks.
+        cases=CaseStudy.objects.filter(slug="wellbeing-teams", published=True),
     )
     services.reflection_add(
         cycle=calls,
