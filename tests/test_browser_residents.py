@@ -107,6 +107,54 @@ def tab_to(page: Page, target: Locator, limit: int = 40) -> None:
     )
 
 
+STEPS = (
+    "Your reflection",
+    "A little more, if you want",
+    "Your name",
+    "Agreement",
+    "Hearing back (optional)",
+)
+
+
+def step_headings(page: Page) -> Locator:
+    return page.locator("form[data-keep-draft] h2")
+
+
+def next_step(page: Page, step: int, *, name: str = "Next") -> None:
+    """Press the one Next button on screen; the next step's heading then has focus."""
+    page.get_by_role("button", name=name, exact=True).click()
+    expect_on_step(page, step)
+
+
+def expect_on_step(page: Page, step: int) -> None:
+    """Only step ``step`` (counted from 1) shows, its heading focused, with "Step n of 5"."""
+    heading = page.get_by_role("heading", name=STEPS[step - 1], level=2)
+    expect(heading).to_be_focused()
+    for other in STEPS:
+        if other != STEPS[step - 1]:
+            expect(page.get_by_role("heading", name=other, level=2)).to_be_hidden()
+    expect(page.locator(".form-step__progress:visible")).to_have_text(f"Step {step} of 5")
+    expect(heading).to_have_accessible_description(f"Step {step} of 5")
+
+
+def expect_every_step_shown(page: Page) -> None:
+    """No stepping: all five groups and the send button at once, no Next or Back."""
+    for heading in STEPS:
+        expect(page.get_by_role("heading", name=heading, level=2)).to_be_visible()
+    expect(page.locator(".form-step__nav button[type=button]")).to_have_count(0)
+    expect(page.locator(".form-step__progress")).to_have_count(0)
+    expect(page.locator("button[type=submit].button")).to_be_visible()
+
+
+def to_the_last_step(page: Page) -> None:
+    """Press Next (in whatever language) until the send button shows."""
+    for _ in range(len(STEPS) - 1):
+        page.locator(
+            ".form-step:visible .form-step__nav button[type=button]:not(.button--secondary)"
+        ).click()
+    expect(page.locator("button[type=submit].button")).to_be_visible()
+
+
 def resident_link(world: Any, **options: Any) -> tuple[Any, str]:
     from engagements import residents
 
@@ -205,13 +253,22 @@ def reflect_on_a_phone(phone: Page, url: str) -> str:
     expect(count).to_have_text(f"{5000 - 20} characters left")
     words.fill(WORDS)
     expect(count).to_have_text(f"{5000 - len(WORDS)} characters left")
+
+    # One thing per screen: Next, the choices, then on past the name and the agreement.
+    next_step(phone, 2)
+    assert_accessible(phone, "on the second step of the resident form")
     phone.get_by_label("Better", exact=True).tap()
     phone.get_by_label("Hopeful").tap()
     phone.get_by_label("Systems: how services and places fit together").tap()
+    next_step(phone, 3)
+    next_step(phone, 4)
+    next_step(phone, 5)
 
-    # Sent without consent: the errors come first, and nothing typed or chosen is lost.
+    # Sent without consent: the errors come first, and nothing typed or chosen is lost. Every
+    # group shows at once, so each error can be seen.
     phone.get_by_role("button", name="Send my reflection").tap()
     summary = expect_error_summary(phone, "Tick the box to agree")
+    expect_every_step_shown(phone)
     expect(summary.get_by_role("link")).to_have_attribute("href", "#id_consent")
     consent = phone.get_by_label("I agree to my reflection being used")
     expect(consent).to_have_attribute("aria-invalid", "true")
@@ -437,6 +494,12 @@ def test_a_resident_completes_the_form_with_the_keyboard_alone(browser, live_ser
         expect(page.locator(".charcount")).to_have_text(
             f"{5000 - len('Typed with the keyboard alone.')} characters left"
         )
+        # One thing per screen: Next moves focus to the next step's heading.
+        next_button = page.get_by_role("button", name="Next", exact=True)
+        tab_to(page, next_button)
+        keys.press("Enter")
+        expect_on_step(page, 2)
+
         # A radio group is one Tab stop; the arrow keys choose inside it.
         tab_to(page, page.get_by_label("I would rather not say").first)
         keys.press("ArrowDown")
@@ -444,13 +507,31 @@ def test_a_resident_completes_the_form_with_the_keyboard_alone(browser, live_ser
         tab_to(page, page.get_by_label("Human: how people are treated and supported"))
         keys.press("Space")
         expect(page.get_by_label("Human: how people are treated and supported")).to_be_checked()
+        tab_to(page, next_button)
+        keys.press("Enter")
+        expect_on_step(page, 3)
 
-        # Choosing a first name, then sending without consent.
+        # Choosing a first name; Enter in the name box goes on rather than sending.
         tab_to(page, page.get_by_label("Anonymously: no name"))
         keys.press("ArrowDown")
         expect(page.get_by_label("With my first name")).to_be_checked()
         tab_to(page, page.get_by_label("Your first name"))
         keys.type("Olena")
+        keys.press("Enter")
+        expect_on_step(page, 4)
+        expect(page.locator("[data-error-summary]")).to_have_count(0)  # nothing was sent
+
+        # Back and on again, then sending without consent.
+        tab_to(page, page.get_by_role("button", name="Back"))
+        keys.press("Enter")
+        expect_on_step(page, 3)
+        expect(page.get_by_label("Your first name")).to_have_value("Olena")
+        tab_to(page, next_button)
+        keys.press("Enter")
+        expect_on_step(page, 4)
+        tab_to(page, next_button)
+        keys.press("Enter")
+        expect_on_step(page, 5)
         tab_to(page, page.get_by_role("button", name="Send my reflection"))
         keys.press("Enter")
 
@@ -491,8 +572,11 @@ def test_resident_pages_speak_the_engagements_language_until_the_resident_switch
         phone.goto(f"/r/{token}")
         expect(phone.locator("html")).to_have_attribute("lang", "en")
         phone.get_by_label("Your reflection").fill(WORDS)
+        next_step(phone, 2)
+        phone.get_by_label("Worse", exact=True).tap()
+        phone.get_by_label("Learning: what could be learned or tried").tap()
 
-        # The switcher in the footer: the words typed so far stay in the box.
+        # The switcher in the footer: the words typed and the choices made so far stay.
         switcher = phone.get_by_role("group", name="Language")
         switcher.get_by_role("button", name="Українська").tap()
         assert phone.url.endswith("/r/"), phone.url
@@ -500,10 +584,17 @@ def test_resident_pages_speak_the_engagements_language_until_the_resident_switch
         expect(phone.get_by_role("group", name="Мова")).to_contain_text("English")
         words = phone.locator("#id_text")
         expect(words).to_have_value(WORDS)
+        expect(phone.locator("input[name=better_or_worse][value=worse]")).to_be_checked()
+        expect(phone.locator("input[name=principles][value=learning]")).to_be_checked()
+        expect(phone.locator(".form-step__progress:visible")).to_have_text("Крок 1 з 5")
         expect_no_sideways_scroll(phone, "the Ukrainian resident form")
         assert_accessible(phone, "on the resident form in Ukrainian")
 
-        # The form still works in Ukrainian: errors first, then a receipt.
+        # The form still works in Ukrainian: through the steps, errors first, then a receipt.
+        next_step_uk = phone.get_by_role("button", name="Далі", exact=True)
+        expect(next_step_uk).to_be_visible()
+        to_the_last_step(phone)
+        expect(phone.get_by_role("button", name="Назад", exact=True)).to_be_visible()
         phone.locator("button[type=submit].button").tap()
         summary = phone.locator("[data-error-summary]")
         expect(summary).to_be_focused()
@@ -515,6 +606,8 @@ def test_resident_pages_speak_the_engagements_language_until_the_resident_switch
         expect(code).to_have_text(RECEIPT)
         expect(phone.locator("html")).to_have_attribute("lang", "uk")
         assert the_reflection().language == "uk"
+        assert the_reflection().better_or_worse == "worse"
+        assert the_reflection().principles == ["learning"]
 
         # And the words on it are Ukrainian, not only the page's language attribute.
         phone.goto("/r/")
@@ -524,6 +617,180 @@ def test_resident_pages_speak_the_engagements_language_until_the_resident_switch
             "I agree to my reflection being used as described above."
         )
         expect(phone.locator("button[type=submit].button")).not_to_have_text("Send my reflection")
+
+
+def test_a_resident_goes_through_the_form_one_step_at_a_time(browser, live_server, world):
+    from engagements.models import Reflection, SharedLink
+
+    _link, token = resident_link(world, moderation_mode=SharedLink.ModerationMode.PUBLISH)
+    with person(browser, live_server, **{**PHONE, "locale": "en-GB"}) as phone:
+        phone.goto(f"/r/{token}")
+
+        # Only the first step shows: the words, a Next button, no Back and no Send yet.
+        expect(phone.locator(".form-step__progress:visible")).to_have_text("Step 1 of 5")
+        expect(phone.get_by_role("heading", name=STEPS[0], level=2)).to_be_visible()
+        for heading in STEPS[1:]:
+            expect(phone.get_by_role("heading", name=heading, level=2)).to_be_hidden()
+        expect(phone.locator("[data-step][hidden]")).to_have_count(4)
+        expect(phone.get_by_role("button", name="Back")).to_have_count(0)
+        expect(phone.get_by_role("button", name="Send my reflection")).to_have_count(0)
+        expect(phone.get_by_label("I agree to my reflection being used")).to_be_hidden()
+
+        # Nothing written: the same message the server gives, and focus stays in the box.
+        words = phone.get_by_label("Your reflection")
+        phone.get_by_role("button", name="Next", exact=True).tap()
+        expect(phone.get_by_text("Write your reflection before sending it.")).to_be_visible()
+        expect(words).to_be_focused()
+        expect(words).to_have_attribute("aria-invalid", "true")
+        expect(words).to_have_accessible_description(
+            re.compile("^Error: Write your reflection before sending it.")
+        )
+        expect(phone.locator(".form-step__progress:visible")).to_have_text("Step 1 of 5")
+        expect(phone.get_by_role("heading", name=STEPS[1], level=2)).to_be_hidden()
+        # Spaces alone are not a reflection either.
+        words.fill("   \n  ")
+        phone.get_by_role("button", name="Next", exact=True).tap()
+        expect(words).to_be_focused()
+        expect(phone.get_by_role("heading", name=STEPS[1], level=2)).to_be_hidden()
+        assert_accessible(phone, "on the first step with its error")
+
+        # Written: Next moves on, to the heading of the next step, and the error goes.
+        words.fill(WORDS)
+        next_step(phone, 2)
+        expect(phone.get_by_text("Write your reflection before sending it.")).to_have_count(0)
+        expect(words).not_to_have_attribute("aria-invalid", "true")
+        expect_no_sideways_scroll(phone, "the second step")
+        assert_accessible(phone, "on a step of the resident form")
+        phone.get_by_label("About the same").tap()
+        phone.get_by_label("Relieved").tap()
+
+        # Back returns to the words, with focus on their heading; nothing is lost.
+        phone.get_by_role("button", name="Back").tap()
+        expect_on_step(phone, 1)
+        expect(words).to_have_value(WORDS)
+        next_step(phone, 2)
+        expect(phone.get_by_label("About the same")).to_be_checked()
+
+        # Optional steps never stop anyone going on.
+        next_step(phone, 3)
+        next_step(phone, 4)
+        phone.get_by_label("I agree to my reflection being used").tap()
+        next_step(phone, 5)
+        expect(phone.get_by_role("button", name="Next", exact=True)).to_have_count(0)
+        expect(phone.get_by_role("button", name="Back")).to_be_visible()
+        assert_accessible(phone, "on the last step of the resident form")
+        assert not Reflection.objects.exists()  # no step sent anything on its own
+
+        phone.get_by_role("button", name="Send my reflection").tap()
+        expect(
+            phone.get_by_role("heading", name="Thank you: your reflection is saved")
+        ).to_be_visible()
+        expect(phone.locator("#receipt-code")).to_have_text(RECEIPT)
+
+    reflection = the_reflection()
+    assert reflection.text == WORDS
+    assert (reflection.better_or_worse, reflection.feeling) == ("same", "relieved")
+
+
+def test_every_answer_survives_a_reload(browser, live_server, world):
+    _link, token = resident_link(world)
+    with person(browser, live_server, **{**PHONE, "locale": "en-GB"}) as phone:
+        phone.goto(f"/r/{token}")
+        key = "hls-draft:" + (
+            phone.locator("form[data-keep-draft]").get_attribute("data-keep-draft") or ""
+        )
+        phone.get_by_label("Your reflection").fill(WORDS)
+        next_step(phone, 2)
+        phone.get_by_label("Better", exact=True).tap()
+        phone.get_by_label("Frustrated").tap()
+        phone.get_by_label("Human: how people are treated and supported").tap()
+        next_step(phone, 3)
+        phone.get_by_label("With my first name").tap()
+        phone.get_by_label("Your first name").fill("Nino")
+        next_step(phone, 4)
+        phone.get_by_label("I agree to my reflection being used").tap()
+
+        # Kept as JSON, without the hidden fields or the security token.
+        draft = json.loads(phone.evaluate("key => sessionStorage.getItem(key)", key))
+        fields = draft["fields"]
+        assert fields["text"] == WORDS
+        assert fields["better_or_worse"] == "better"
+        assert fields["principles"] == ["human"]
+        assert fields["consent"] == ["on"]
+        assert not {"csrfmiddlewaretoken", "submission_key", "link_ref"} & set(fields)
+
+        phone.reload()
+        expect(phone.get_by_label("Your reflection")).to_have_value(WORDS)
+        expect(phone.get_by_label("Better", exact=True)).to_be_checked()
+        expect(phone.get_by_label("Frustrated")).to_be_checked()
+        expect(phone.get_by_label("Human: how people are treated and supported")).to_be_checked()
+        expect(phone.get_by_label("Learning: what could be learned or tried")).not_to_be_checked()
+        expect(phone.get_by_label("With my first name")).to_be_checked()
+        expect(phone.get_by_label("Your first name")).to_have_value("Nino")
+        expect(phone.get_by_label("I agree to my reflection being used")).to_be_checked()
+        expect(phone.get_by_label("Email me when the team has news")).not_to_be_checked()
+        expect(phone.locator(".charcount")).to_have_text(f"{5000 - len(WORDS)} characters left")
+
+        # A draft kept by an older version of the page (the words alone) still comes back.
+        phone.evaluate("key => sessionStorage.setItem(key, 'Words from before.')", key)
+        phone.goto("/r/")
+        expect(phone.get_by_label("Your reflection")).to_have_value("Words from before.")
+        expect(phone.get_by_label("I would rather not say").first).to_be_checked()
+
+
+def test_without_javascript_every_group_shows_and_the_form_sends(browser, live_server, world):
+    _link, token = resident_link(world)
+    with person(
+        browser, live_server, java_script_enabled=False, **{**PHONE, "locale": "en-GB"}
+    ) as phone:
+        phone.goto(f"/r/{token}")
+        expect_every_step_shown(phone)
+        expect(phone.get_by_role("button", name="Next")).to_have_count(0)
+        expect(phone.get_by_text("Step 1 of 5")).to_have_count(0)
+        expect_no_sideways_scroll(phone, "the resident form without JavaScript")
+
+        phone.get_by_label("Your reflection").fill(WORDS)
+        phone.get_by_label("Worse", exact=True).tap()
+        phone.get_by_label("I agree to my reflection being used").tap()
+        phone.get_by_role("button", name="Send my reflection").tap()
+        expect(
+            phone.get_by_role("heading", name="Thank you: your reflection is saved")
+        ).to_be_visible()
+        expect(phone.locator("#receipt-code")).to_have_text(RECEIPT)
+    assert the_reflection().better_or_worse == "worse"
+
+
+def test_the_character_count_is_announced_only_at_its_thresholds(browser, live_server, world):
+    _link, token = resident_link(world)
+    with person(browser, live_server, **{**PHONE, "locale": "en-GB"}) as phone:
+        phone.goto(f"/r/{token}")
+        count = phone.locator(".charcount")
+        spoken = phone.locator("[data-charcount-live-for]")
+        expect(count).to_have_attribute("aria-hidden", "true")
+        expect(count).not_to_have_attribute("aria-live", re.compile(".*"))
+        expect(spoken).to_have_attribute("aria-live", "polite")
+        expect(spoken).to_have_text("")
+
+        # Every key changes what is seen; nothing is said while plenty is left.
+        words = phone.get_by_label("Your reflection")
+        words.press_sequentially("Some words")
+        expect(count).to_have_text(f"{5000 - 10} characters left")
+        expect(spoken).to_have_text("")
+        words.fill("x" * 4899)
+        expect(count).to_have_text("101 characters left")
+        expect(spoken).to_have_text("")
+
+        # Crossing to 100 left is said once; the keys after it are not.
+        words.press("End")
+        words.press_sequentially("xy")
+        expect(count).to_have_text("99 characters left")
+        expect(spoken).to_have_text("100 characters left")
+        words.fill("x" * 5000)
+        expect(count).to_have_text("0 characters left")
+        expect(spoken).to_have_text("0 characters left")
+        words.fill("x" * 4000)
+        expect(count).to_have_text("1000 characters left")
+        expect(spoken).to_have_text("1000 characters left")
 
 
 def test_a_link_in_an_engagement_in_ukrainian_opens_in_ukrainian(browser, live_server, world):
