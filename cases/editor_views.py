@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse, StreamingHttpResponse
@@ -43,6 +45,7 @@ def case_create(request: AuthedRequest) -> HttpResponse:
 def case_edit(request: AuthedRequest, slug: str) -> HttpResponse:
     _facilitator(request, "casestudy", slug)
     case = get_object_or_404(CaseStudy, slug=slug[:100])
+    saved = copy.copy(case)  # the form writes what was typed into ``case``; the page names this
     form = CaseStudyForm(request.POST or None, instance=case)
     if request.method == "POST" and form.is_valid():
         try:
@@ -57,14 +60,14 @@ def case_edit(request: AuthedRequest, slug: str) -> HttpResponse:
         else:
             messages.success(request, _("Case study saved."))
             return redirect("cases:detail", case.slug)
-    return render(request, "cases/edit.html", {"form": form, "case": case})
+    return render(request, "cases/edit.html", {"form": form, "case": saved})
 
 
 @login_required
 @require_http_methods(GET_POST)
 def library_import(request: AuthedRequest) -> HttpResponse:
     _facilitator(request, "caselibrary", "import")
-    form = ImportForm(request.POST or None, request.FILES or None)
+    form = ImportForm(request.POST, request.FILES) if request.method == "POST" else ImportForm()
     report = None
     if request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]

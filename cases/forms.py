@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 from django import forms
@@ -19,6 +20,12 @@ RESERVED_SLUGS = {"new", "library"}  # addresses of the library's own pages
 def _lines(value: str, separator: str | None = None) -> list[str]:
     parts = value.split(separator) if separator else value.split()
     return [part.strip() for part in parts if part.strip()]
+
+
+def facet_value(value: str) -> str:
+    """A value people filter by, written the way a search address writes it (NFC, single
+    spaces); otherwise ticking it in the library could find nothing."""
+    return " ".join(unicodedata.normalize("NFC", value).split())
 
 
 class CaseStudyForm(VersionedForm):
@@ -94,10 +101,22 @@ class CaseStudyForm(VersionedForm):
         return slug
 
     def clean_sectors(self) -> list[str]:
-        sectors = _lines(self.cleaned_data.get("sectors") or "", ";")
+        sectors = [facet_value(s) for s in _lines(self.cleaned_data.get("sectors") or "", ";")]
         if any(len(sector) > 100 for sector in sectors):
             raise forms.ValidationError(_("Each sector can be at most 100 characters long."))
-        return sectors
+        return list(dict.fromkeys(sectors))  # each once
+
+    def clean_principles(self) -> list[str]:
+        return list(dict.fromkeys(self.cleaned_data.get("principles") or []))
+
+    def clean_country(self) -> str:
+        return facet_value(self.cleaned_data.get("country") or "")
+
+    def clean_scale(self) -> str:
+        return facet_value(self.cleaned_data.get("scale") or "")
+
+    def clean_organisation_type(self) -> str:
+        return facet_value(self.cleaned_data.get("organisation_type") or "")
 
     def clean_sources(self) -> list[str]:
         sources = _lines(self.cleaned_data.get("sources") or "")
@@ -117,5 +136,6 @@ class CaseStudyForm(VersionedForm):
 class ImportForm(forms.Form):
     file = forms.FileField(
         label=_("Library file"),
+        allow_empty_file=True,  # the import says the file is empty, and that nothing changed
         help_text=_("A CSV or JSON file exported from this library, or case-studies.csv."),
     )

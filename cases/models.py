@@ -62,7 +62,8 @@ class CaseStudy(models.Model):
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
     version = models.PositiveIntegerField(default=1)
-    # Kept by PostgreSQL itself: title weighs most, then summary, then everything else.
+    # Kept by PostgreSQL itself: title weighs most, then summary, then everything else; the
+    # Ukrainian texts count like the English ones, so a search in either language finds a case.
     search = models.GeneratedField(
         expression=(
             _weighted("title", "A")
@@ -71,6 +72,10 @@ class CaseStudy(models.Model):
             + _weighted("overview", "C")
             + _weighted("story_of_change", "C")
             + _weighted("place", "D")
+            + _weighted("title_uk", "A")
+            + _weighted("summary_uk", "B")
+            + _weighted("overview_uk", "C")
+            + _weighted("story_of_change_uk", "C")
         ),
         output_field=SearchVectorField(),
         db_persist=True,

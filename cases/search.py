@@ -19,7 +19,9 @@ from typing import Any
 
 from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchRank
 from django.db import connection
-from django.db.models import F, QuerySet
+from django.db.models import F, QuerySet, Value
+from django.db.models.functions import Coalesce, NullIf
+from django.utils import translation
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 from rapidfuzz import fuzz, process
@@ -87,6 +89,13 @@ def clean_filters(params: Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
 class Hit:
     case: CaseStudy
     snippet: SafeString
+    title: str = ""  # in the reader's language when the case has a translation
+    title_lang: str = "en"
+    lang: str = "en"  # the snippet's
+
+
+def _reads_ukrainian() -> bool:
+    return (translation.get_language() or "").startswith("uk")
 
 
 @dataclass
@@ -124,12 +133,21 @@ def _filtered(cases: QuerySet[CaseStudy], filters: dict[str, list[str]]) -> Quer
     return cases
 
 
-def search(user: AnyUser, query: str, filters: dict[str, list[str]], page: int = 1) -> Results:
+def search(
+    user: AnyUser,
+    query: str,
+    filters: dict[str, list[str]],
+    page: int = 1,
+    *,
+    correct: bool = True,
+) -> Results:
+    """The results for ``query``; when it finds nothing and a correction does, the results for
+    the correction (unless ``correct`` is off: "search for what I typed instead")."""
     query = clean_query(query)
     results = _search(user, query, filters, page)
     if query and has_words(query):
         suggestion = suggest(query)
-        if suggestion and results.total == 0:
+        if suggestion and results.total == 0 and correct:
             corrected = _search(user, suggestion, filters, page)
             if corrected.total:
                 corrected.corrected_from = query
@@ -149,11 +167,14 @@ def _search(user: AnyUser, query: str, filters: dict[str, list[str]], page: int)
     pages = max(1, -(-total // PAGE_SIZE))
     page = min(max(1, page), pages)
     start = (page - 1) * PAGE_SIZE
+    ukrainian = _reads_ukrainian()
+    # A reader of Ukrainian gets the translated summary where there is one.
+    summary: Any = Coalesce(NullIf("summary_uk", Value("")), "summary") if ukrainian else "summary"
     if tsquery is not None:
         ordered = chosen.annotate(
             rank=SearchRank(F("search"), tsquery),
             snippet=SearchHeadline(
-                "summary",
+                summary,
                 tsquery,
                 config=SEARCH_CONFIG,
                 start_sel=_START,
@@ -167,7 +188,16 @@ def _search(user: AnyUser, query: str, filters: dict[str, list[str]], page: int)
         hits = [Hit(case, _highlight(case.snippet)) for case in ranked]
     else:
         page_cases = list(chosen.order_by("title", "pk")[start : start + PAGE_SIZE])
-        hits = [Hit(case, _highlight(case.summary)) for case in page_cases]
+        hits = [
+            Hit(
+                case, _highlight(case.summary_uk if ukrainian and case.summary_uk else case.summary)
+            )
+            for case in page_cases
+        ]
+    for hit in hits:
+        hit.title = (hit.case.title_uk if ukrainian else "") or hit.case.title
+        hit.title_lang = "uk" if ukrainian and hit.case.title_uk else "en"
+        hit.lang = "uk" if ukrainian and hit.case.summary_uk else "en"
     return Results(
         query=query,
         filters=filters,
@@ -202,7 +232,8 @@ def facet_counts(
         value = "v" if facet.array else f"c.{facet.column}"
         source = f", unnest(c.{facet.column}) v" if facet.array else ""
         parts.append(
-            f"SELECT %s AS facet, {value}::text AS value, count(*) AS n "  # noqa: S608
+            # DISTINCT: a case naming a sector or principle twice is still one result.
+            f"SELECT %s AS facet, {value}::text AS value, count(DISTINCT c.id) AS n "  # noqa: S608
             f"FROM hits c{source} WHERE {where} AND {value} <> '' GROUP BY {value}"
         )
         params += [facet.name, *condition_params]
@@ -240,8 +271,8 @@ def vocabulary() -> tuple[frozenset[str], list[str]]:
         table = CaseStudy._meta.db_table
         inner = (
             "SELECT to_tsvector('simple', concat_ws(' ', title, organisation, place, country, "  # noqa: S608
-            f"array_to_string(sectors, ' '), summary, overview, story_of_change)) FROM {table} "
-            "WHERE published"
+            "array_to_string(sectors, ' '), summary, overview, story_of_change, title_uk, "
+            f"summary_uk, overview_uk, story_of_change_uk)) FROM {table} WHERE published"
         )
         with connection.cursor() as cursor:
             cursor.execute(
@@ -278,7 +309,20 @@ def suggest(query: str) -> str:
         return str(best[0]).capitalize() if word[:1].isupper() else str(best[0])
 
     suggestion = _WORD.sub(replace, query)
-    return suggestion if changed else ""
+    if not changed or _same_search(query, suggestion):
+        # "councils" is not a typo of "council": both search for the same stems.
+        return ""
+    return suggestion
+
+
+def _same_search(query: str, other: str) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT websearch_to_tsquery(%s::regconfig, %s)::text "
+            "= websearch_to_tsquery(%s::regconfig, %s)::text",
+            [SEARCH_CONFIG, query, SEARCH_CONFIG, other],
+        )
+        return bool(cursor.fetchone()[0])
 
 
 def related_to_text(
@@ -320,6 +364,10 @@ def _case_text(case: CaseStudy) -> str:
             case.overview,
             case.story_of_change,
             case.place,
+            case.title_uk,
+            case.summary_uk,
+            case.overview_uk,
+            case.story_of_change_uk,
         ]
     )
 

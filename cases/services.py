@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,7 @@ EXTRA_COLUMNS = [
 EXPORT_COLUMNS = CSV_COLUMNS + EXTRA_COLUMNS
 MAX_IMPORT_BYTES = 5 * 1024 * 1024
 MAX_IMPORT_ROWS = 10_000
+_SLUG = re.compile(r"[-a-zA-Z0-9_]+")
 
 
 @transaction.atomic
@@ -86,9 +88,19 @@ def cite(
 # --- export ------------------------------------------------------------------------------------
 
 
+# A spreadsheet runs a cell starting with one of these as a formula. A cell starting with the
+# quote itself gets one too, so that the import, which takes one quote off, keeps "'=x" intact.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
 def _cell(value: str) -> str:
-    """A spreadsheet never runs a cell as a formula: = + - @ (and tab, CR) lead with a quote."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+    """A spreadsheet never runs a cell as a formula: such a cell leads with a quote."""
+    return "'" + value if value[:1] in _FORMULA_STARTS else value
+
+
+def _uncell(value: str) -> str:
+    """Take off the quote ``_cell`` put before a formula-like cell."""
+    return value[1:] if value[:1] == "'" and value[1:2] in _FORMULA_STARTS else value
 
 
 def export_row(case: CaseStudy) -> dict[str, Any]:
@@ -170,6 +182,8 @@ def read_rows(data: bytes, filename: str) -> list[dict[str, Any]]:
         raise Malformed(_("The file is not UTF-8 text. Save it as UTF-8 CSV or JSON.")) from None
     if "\x00" in text:
         raise Malformed(_("The file holds NUL characters, so it is not a CSV or JSON file."))
+    if not text.strip():
+        raise Malformed(_("The file is empty."))
     is_json = filename.lower().endswith(".json") or text.lstrip()[:1] in ("[", "{")
     if is_json:
         try:
@@ -183,6 +197,8 @@ def read_rows(data: bytes, filename: str) -> list[dict[str, Any]]:
     else:
         try:
             reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+            # A spreadsheet may pad a column's name with spaces.
+            reader.fieldnames = [name.strip() for name in reader.fieldnames or []]
             rows = list(reader)
         except csv.Error as exc:
             raise Malformed(
@@ -196,8 +212,20 @@ def read_rows(data: bytes, filename: str) -> list[dict[str, Any]]:
             raise Malformed(
                 _("The CSV has no column named: %(columns)s.") % {"columns": ", ".join(missing)}
             )
-        if any(None in row for row in rows):
-            raise Malformed(_("A row of the CSV has more cells than the header has columns."))
+        for number, row in enumerate(rows, start=1):
+            if None in row:
+                raise Malformed(
+                    _("Row %(number)s of the CSV has more cells than the header has columns.")
+                    % {"number": number}
+                )
+            if any(value is None for value in row.values()):
+                # Read as empty, the missing cells would wipe those facts of the case.
+                raise Malformed(
+                    _("Row %(number)s of the CSV has fewer cells than the header has columns.")
+                    % {"number": number}
+                )
+        # Undo the quote our own export puts before formula-like cells.
+        rows = [{key: _uncell(value) for key, value in row.items()} for row in rows]
     if not rows:
         raise Malformed(_("The file holds no cases."))
     if len(rows) > MAX_IMPORT_ROWS:
@@ -212,9 +240,7 @@ def _text(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, list):
         return "; ".join(str(item) for item in value)
-    text = str(value)
-    # Undo the quote our own export puts before formula-like cells.
-    return text[1:] if text[:2] in ("'=", "'+", "'-", "'@") else text
+    return str(value)
 
 
 def _form_data(row: dict[str, Any], case: CaseStudy | None) -> QueryDict:
@@ -258,17 +284,22 @@ def import_library(*, data: bytes, filename: str, by: User) -> list[RowReport]:
     reports: list[RowReport] = []
     seen: set[str] = set()
     for number, row in enumerate(rows, start=1):
-        slug = _text(row.get("slug")).strip()[:100]
-        if slug in seen:
+        slug = _text(row.get("slug")).strip()
+        if slug and slug in seen:
             reports.append(
-                RowReport(number, slug, "rejected", [_("This slug is already in an earlier row.")])
+                RowReport(
+                    number, slug[:100], "rejected", [_("This slug is already in an earlier row.")]
+                )
             )
             continue
         seen.add(slug)
-        case = CaseStudy.objects.filter(slug=slug).first() if slug else None
+        # Only a well-formed slug is looked up (one with a NUL byte cannot even be asked for);
+        # any other row goes to the form, which rejects it with the reason.
+        valid = bool(_SLUG.fullmatch(slug)) and len(slug) <= 100
+        case = CaseStudy.objects.filter(slug=slug).first() if valid else None
         form = CaseStudyForm(_form_data(row, case), instance=case)
         if not form.is_valid():
-            reports.append(RowReport(number, slug, "rejected", _reasons(form)))
+            reports.append(RowReport(number, slug[:100], "rejected", _reasons(form)))
             continue
         values = form.changed_values()
         if case is None:

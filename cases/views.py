@@ -8,6 +8,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import translation
+from django.utils.cache import patch_vary_headers
 from django.utils.http import urlencode
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET
@@ -60,7 +61,11 @@ def case_list(request: HtmxRequest) -> HttpResponse:
         {name: request.GET.getlist(name) for name in library.FACET_NAMES}
     )
     results = library.search(
-        request.user, request.GET.get("q", ""), filters, _page_number(request.GET.get("page"))
+        request.user,
+        request.GET.get("q", ""),
+        filters,
+        _page_number(request.GET.get("page")),
+        correct=not request.GET.get("exact"),
     )
     facets = [
         {
@@ -91,14 +96,18 @@ def case_list(request: HtmxRequest) -> HttpResponse:
         "next_url": page_url(results.page + 1) if results.page < results.pages else "",
         "suggestion_url": "?"
         + urlencode(library.results_params(results, q=results.suggestion), doseq=True),
+        # "exact": what was typed, without correcting it again.
         "original_url": "?"
-        + urlencode({"q": results.corrected_from, **results.filters}, doseq=True),
+        + urlencode({"q": results.corrected_from, **results.filters, "exact": "1"}, doseq=True),
         "can_edit": access.is_facilitator(request.user),
     }
     template = "cases/list.html"
     if request.htmx and request.htmx.target == "case-library":
         template += "#library"
-    return render(request, template, context)
+    response = render(request, template, context)
+    # The same address answers with the whole page or the library part: caches must tell.
+    patch_vary_headers(response, ("HX-Request", "HX-Target"))
+    return response
 
 
 def localised(case: CaseStudy) -> dict[str, str]:

@@ -84,7 +84,9 @@ def test_an_adaptation_cites_a_case(world):
         },
     )
     assert response.status_code == 302
-    assert CaseCitation.objects.get().adaptation.what_changed.startswith("Teams plan")
+    adaptation = CaseCitation.objects.get().adaptation
+    assert adaptation is not None
+    assert adaptation.what_changed.startswith("Teams plan")
 
 
 def test_a_draft_or_unknown_case_cannot_be_cited_and_the_words_stay(world):
