@@ -10,6 +10,7 @@ beside a value is the number of results a click on it gives.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 import unicodedata
@@ -18,8 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchRank
+from django.core.cache import cache
 from django.db import connection
-from django.db.models import F, QuerySet, Value
+from django.db.models import Count, F, Max, QuerySet, Value
 from django.db.models.functions import Coalesce, NullIf
 from django.utils import translation
 from django.utils.html import escape
@@ -161,16 +163,17 @@ def _search(user: AnyUser, query: str, filters: dict[str, list[str]], page: int)
     tsquery = _tsquery(query) if has_words(query) else None
     if tsquery is not None:
         cases = cases.filter(search=tsquery)
-    matching = cases
-    chosen = _filtered(cases, filters)
-    total = chosen.count()
+    total, facets = facet_counts(cases, filters)
+    chosen = _filtered(cases, filters).only(*LISTED)
     pages = max(1, -(-total // PAGE_SIZE))
     page = min(max(1, page), pages)
     start = (page - 1) * PAGE_SIZE
     ukrainian = _reads_ukrainian()
     # A reader of Ukrainian gets the translated summary where there is one.
     summary: Any = Coalesce(NullIf("summary_uk", Value("")), "summary") if ukrainian else "summary"
-    if tsquery is not None:
+    if not total:
+        hits: list[Hit] = []
+    elif tsquery is not None:
         ordered = chosen.annotate(
             rank=SearchRank(F("search"), tsquery),
             snippet=SearchHeadline(
@@ -203,76 +206,121 @@ def _search(user: AnyUser, query: str, filters: dict[str, list[str]], page: int)
         filters=filters,
         total=total,
         hits=hits,
-        facets=facet_counts(matching, filters),
+        facets=facets,
         page=page,
         pages=pages,
         searched=query,
     )
 
 
+# What a result in the list shows (the ranked query reads nothing else back).
+LISTED = (
+    "public_id",
+    "slug",
+    "title",
+    "title_uk",
+    "organisation",
+    "place",
+    "evidence",
+    "published",
+    "summary",
+    "summary_uk",
+)
+
+
+def _condition(facet: Facet) -> str:
+    return f"{facet.column} {'&&' if facet.array else '= ANY'} (%s)"
+
+
 def facet_counts(
     matching: QuerySet[CaseStudy], filters: dict[str, list[str]]
-) -> dict[str, list[tuple[str, int, bool]]]:
-    """Every facet's values with their counts, in one query over the matching cases."""
-    hits_sql, hits_params = matching.values("id").query.sql_with_params()
-    table = CaseStudy._meta.db_table
+) -> tuple[int, dict[str, list[tuple[str, int, bool]]]]:
+    """The number of results, and every facet's values with their counts, in one query.
+
+    The matching cases' facet columns are read once (the full-text match runs once), then
+    counted per facet under every other facet's choices.
+    """
+    columns = ["id", *(facet.column for facet in FACETS)]
+    hits_sql, hits_params = matching.order_by().values(*columns).query.sql_with_params()
+    chosen = [facet for facet in FACETS if filters.get(facet.name)]
     parts: list[str] = []
     params: list[Any] = []
+    every = " AND ".join(_condition(facet) for facet in chosen) or "TRUE"
+    parts.append(f"SELECT '' AS facet, '' AS value, count(*) AS n FROM hits WHERE {every}")  # noqa: S608
+    params += [list(filters[facet.name]) for facet in chosen]
     for facet in FACETS:
-        conditions: list[str] = []
-        condition_params: list[Any] = []
-        for other in FACETS:
-            values = filters.get(other.name)
-            if other is facet or not values:
-                continue
-            operator = "&&" if other.array else "= ANY"
-            conditions.append(f"c.{other.column} {operator} (%s)")
-            condition_params.append(list(values))
-        where = " AND ".join(conditions) or "TRUE"
-        value = "v" if facet.array else f"c.{facet.column}"
-        source = f", unnest(c.{facet.column}) v" if facet.array else ""
-        parts.append(
+        others = [other for other in chosen if other is not facet]
+        where = " AND ".join(_condition(other) for other in others) or "TRUE"
+        if facet.array:
             # DISTINCT: a case naming a sector or principle twice is still one result.
-            f"SELECT %s AS facet, {value}::text AS value, count(DISTINCT c.id) AS n "  # noqa: S608
-            f"FROM hits c{source} WHERE {where} AND {value} <> '' GROUP BY {value}"
-        )
-        params += [facet.name, *condition_params]
-    sql = (
-        f"WITH hits AS (SELECT * FROM {table} WHERE id IN ({hits_sql})) "  # noqa: S608
-        + " UNION ALL ".join(parts)
-    )
+            parts.append(
+                f"SELECT %s, v, count(DISTINCT id) FROM (SELECT id, unnest({facet.column})::text AS v "  # noqa: S608
+                f"FROM hits WHERE {where}) AS each_value WHERE v <> '' GROUP BY v"
+            )
+        else:
+            parts.append(
+                f"SELECT %s, {facet.column}::text, count(*) FROM hits "  # noqa: S608
+                f"WHERE {where} AND {facet.column} <> '' GROUP BY {facet.column}"
+            )
+        params += [facet.name, *(list(filters[other.name]) for other in others)]
+    sql = f"WITH hits AS MATERIALIZED ({hits_sql}) " + " UNION ALL ".join(parts)
     with connection.cursor() as cursor:
         cursor.execute(sql, [*hits_params, *params])
         rows = cursor.fetchall()
+    total = 0
     counts: dict[str, list[tuple[str, int, bool]]] = {facet.name: [] for facet in FACETS}
     for name, value, n in rows:
-        counts[name].append((value, n, value in filters.get(name, [])))
+        if name == "":
+            total = n
+        else:
+            counts[name].append((value, n, value in filters.get(name, [])))
     for name, options in counts.items():
         known = {value for value, _n, _chosen in options}
         # A chosen value with no results left still shows, at 0, so it can be unticked.
         options.extend((value, 0, True) for value in filters.get(name, []) if value not in known)
         options.sort(key=lambda item: (-item[1], item[0].lower()))
-    return counts
+    return total, counts
 
 
 # --- "did you mean" ----------------------------------------------------------------------------
 
-_VOCABULARY_SECONDS = 300
-_vocabulary: tuple[float, frozenset[str], list[str]] | None = None
+_VOCABULARY_SECONDS = 60
+_vocabulary: tuple[float, str, frozenset[str], list[str]] | None = None
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
+def _library_version() -> str:
+    """Changes whenever a case is added, edited, published or deleted."""
+    state = CaseStudy.objects.aggregate(n=Count("id"), last=Max("updated"))
+    return f"{state['n']}:{state['last'].timestamp() if state['last'] else 0}"
+
+
 def vocabulary() -> tuple[frozenset[str], list[str]]:
-    """The published library's words, unstemmed (PostgreSQL's ts_stat over a simple
-    tsvector), kept for five minutes in each process."""
+    """The published library's words, unstemmed (PostgreSQL's ts_stat over a simple tsvector
+    of the titles, names, places, sectors and summaries).
+
+    Built once per version of the library and shared through the cache; each process keeps
+    its copy and checks the version at most once a minute.
+    """
     global _vocabulary
     now = time.monotonic()
-    if _vocabulary is None or now - _vocabulary[0] > _VOCABULARY_SECONDS:
+    if _vocabulary is not None and now - _vocabulary[0] < _VOCABULARY_SECONDS:
+        return _vocabulary[2], _vocabulary[3]
+    version = _library_version()
+    if _vocabulary is not None and _vocabulary[1] == version:
+        _vocabulary = (now, version, _vocabulary[2], _vocabulary[3])
+        return _vocabulary[2], _vocabulary[3]
+    key = f"cases:vocabulary:{version}"
+    try:
+        words = cache.get(key)
+    except Exception:  # the cache (Redis) is down: build it here
+        words = None
+    if words is None:
         table = CaseStudy._meta.db_table
         inner = (
             "SELECT to_tsvector('simple', concat_ws(' ', title, organisation, place, country, "  # noqa: S608
-            "array_to_string(sectors, ' '), summary, overview, story_of_change, title_uk, "
-            f"summary_uk, overview_uk, story_of_change_uk)) FROM {table} WHERE published"
+            "array_to_string(sectors, ' '), summary, title_uk, summary_uk)) "
+            f"FROM {table} WHERE published"
         )
         with connection.cursor() as cursor:
             cursor.execute(
@@ -280,8 +328,10 @@ def vocabulary() -> tuple[frozenset[str], list[str]]:
                 [inner],
             )
             words = [row[0] for row in cursor.fetchall() if row[0].isalpha()]
-        _vocabulary = (now, frozenset(words), words)
-    return _vocabulary[1], _vocabulary[2]
+        with contextlib.suppress(Exception):
+            cache.set(key, words, 24 * 60 * 60)
+    _vocabulary = (now, version, frozenset(words), words)
+    return _vocabulary[2], _vocabulary[3]
 
 
 def forget_vocabulary() -> None:
