@@ -93,6 +93,11 @@ class CaseStudy(models.Model):
     def __str__(self) -> str:
         return self.title
 
+    @property
+    def evidence_meaning(self) -> str:
+        """What the grade means, without the letter its label starts with ("A: ...")."""
+        return str(self.get_evidence_display()).split(": ", 1)[-1]
+
 
 class CaseCitation(models.Model):
     """A reflection or an adaptation on a cycle that cites a case study."""

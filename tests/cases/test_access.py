@@ -184,7 +184,7 @@ def test_every_case_page_shows_its_evidence_grade_and_every_source(client: Clien
         assert response.status_code == 200, case.slug
         html = response.content.decode()
         assert f"Evidence grade {case.evidence}</strong>: " in html, case.slug
-        assert escape(case.get_evidence_display()) in html
+        assert f"</strong>: {escape(case.evidence_meaning)}</p>" in html
         assert case.sources, case.slug
         for url in case.sources:
             escaped = url.replace("&", "&amp;")
