@@ -22,6 +22,7 @@ from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchRa
 from django.core.cache import cache
 from django.db import connection
 from django.db.models import Count, F, Max, QuerySet, Value
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce, NullIf
 from django.utils import translation
 from django.utils.html import escape
@@ -96,13 +97,12 @@ class Hit:
     lang: str = "en"  # the snippet's
 
 
-def _reads_ukrainian() -> bool:
+def reads_ukrainian() -> bool:
     return (translation.get_language() or "").startswith("uk")
 
 
 @dataclass
 class Results:
-    query: str
     filters: dict[str, list[str]]
     total: int
     hits: list[Hit]
@@ -146,11 +146,12 @@ def search(
     """The results for ``query``; when it finds nothing and a correction does, the results for
     the correction (unless ``correct`` is off: "search for what I typed instead")."""
     query = clean_query(query)
-    results = _search(user, query, filters, page)
+    cases = visible_cases(user)
+    results = _search(cases, query, filters, page)
     if query and has_words(query):
         suggestion = suggest(query)
         if suggestion and results.total == 0 and correct:
-            corrected = _search(user, suggestion, filters, page)
+            corrected = _search(cases, suggestion, filters, page)
             if corrected.total:
                 corrected.corrected_from = query
                 return corrected
@@ -158,8 +159,9 @@ def search(
     return results
 
 
-def _search(user: AnyUser, query: str, filters: dict[str, list[str]], page: int) -> Results:
-    cases = visible_cases(user)
+def _search(
+    cases: QuerySet[CaseStudy], query: str, filters: dict[str, list[str]], page: int
+) -> Results:
     tsquery = _tsquery(query) if has_words(query) else None
     if tsquery is not None:
         cases = cases.filter(search=tsquery)
@@ -168,7 +170,7 @@ def _search(user: AnyUser, query: str, filters: dict[str, list[str]], page: int)
     pages = max(1, -(-total // PAGE_SIZE))
     page = min(max(1, page), pages)
     start = (page - 1) * PAGE_SIZE
-    ukrainian = _reads_ukrainian()
+    ukrainian = reads_ukrainian()
     # A reader of Ukrainian gets the translated summary where there is one.
     summary: Any = Coalesce(NullIf("summary_uk", Value("")), "summary") if ukrainian else "summary"
     if not total:
@@ -202,7 +204,6 @@ def _search(user: AnyUser, query: str, filters: dict[str, list[str]], page: int)
         hit.title_lang = "uk" if ukrainian and hit.case.title_uk else "en"
         hit.lang = "uk" if ukrainian and hit.case.summary_uk else "en"
     return Results(
-        query=query,
         filters=filters,
         total=total,
         hits=hits,
@@ -375,51 +376,28 @@ def _same_search(query: str, other: str) -> bool:
         return bool(cursor.fetchone()[0])
 
 
-def related_to_text(
-    user: AnyUser, text: str, *, limit: int = 3
-) -> list[tuple[CaseStudy, list[str]]]:
+def related_to_text(text: str, *, limit: int = 3) -> list[tuple[CaseStudy, list[str]]]:
     """Published cases most like ``text`` (a cycle's question and recent reflections), each
-    with the shared words that made it come up."""
+    with the shared words that made it come up, in one query."""
     words = [w.lower() for w in _WORD.findall(text or "") if len(w) >= 4 and w.isalpha()]
     if not words:
         return []
     unique = list(dict.fromkeys(words))[:60]
     query = SearchQuery(" OR ".join(unique), search_type="websearch", config=SEARCH_CONFIG)
-    found = list(
+    table = CaseStudy._meta.db_table
+    shared = RawSQL(  # noqa: S611 - only the model's table name is formatted in
+        # The words each case matches, from its own search vector (evaluated for the few
+        # cases returned, after ranking).
+        f"ARRAY(SELECT DISTINCT w FROM unnest(%s::text[]) w "  # noqa: S608
+        f"WHERE {table}.search @@ plainto_tsquery(%s::regconfig, w) ORDER BY w)",
+        (unique, SEARCH_CONFIG),
+    )
+    found = (
         CaseStudy.objects.filter(published=True, search=query)
-        .annotate(rank=SearchRank(F("search"), query))
+        .annotate(rank=SearchRank(F("search"), query), shared=shared)
         .order_by("-rank", "title")[:limit]
     )
-    if not found:
-        return []
-    related: list[tuple[CaseStudy, list[str]]] = []
-    with connection.cursor() as cursor:
-        for case in found:
-            cursor.execute(
-                "SELECT array_agg(DISTINCT w) FROM unnest(%s::text[]) w "
-                "WHERE to_tsvector(%s::regconfig, %s) @@ plainto_tsquery(%s::regconfig, w)",
-                [unique, SEARCH_CONFIG, _case_text(case), SEARCH_CONFIG],
-            )
-            shared = sorted(cursor.fetchone()[0] or [])[:5]
-            related.append((case, shared))
-    return related
-
-
-def _case_text(case: CaseStudy) -> str:
-    return " ".join(
-        [
-            case.title,
-            case.organisation,
-            case.summary,
-            case.overview,
-            case.story_of_change,
-            case.place,
-            case.title_uk,
-            case.summary_uk,
-            case.overview_uk,
-            case.story_of_change_uk,
-        ]
-    )
+    return [(case, list(case.shared)[:5]) for case in found]
 
 
 def results_params(results: Results, **changes: Any) -> dict[str, Any]:

@@ -55,10 +55,9 @@ def case_create(*, by: User, values: dict[str, Any]) -> CaseStudy:
 def case_update(
     *, case: CaseStudy, by: User, version: int | None, values: dict[str, Any]
 ) -> CaseStudy:
-    _update_versioned(case, version, values)
-    audit(by, "case.updated", case, slug=values.get("slug", case.slug))
+    _update_versioned(case, version, values)  # refreshes ``case`` from the database
+    audit(by, "case.updated", case, slug=case.slug)
     search.forget_vocabulary()
-    case.refresh_from_db()
     return case
 
 
@@ -281,10 +280,14 @@ def import_library(*, data: bytes, filename: str, by: User) -> list[RowReport]:
     """Create or update a case per row; a bad row is rejected with its reasons, the others
     still apply. A malformed file raises ``Malformed`` and changes nothing."""
     rows = read_rows(data, filename)
+    slugs = [_text(row.get("slug")).strip() for row in rows]
+    # Only well-formed slugs are looked up (one with a NUL byte cannot even be asked for); any
+    # other row goes to the form, which rejects it with the reason.
+    wanted = {slug for slug in slugs if _SLUG.fullmatch(slug) and len(slug) <= 100}
+    existing = {case.slug: case for case in CaseStudy.objects.filter(slug__in=wanted)}
     reports: list[RowReport] = []
     seen: set[str] = set()
-    for number, row in enumerate(rows, start=1):
-        slug = _text(row.get("slug")).strip()
+    for number, (row, slug) in enumerate(zip(rows, slugs, strict=True), start=1):
         if slug and slug in seen:
             reports.append(
                 RowReport(
@@ -293,10 +296,7 @@ def import_library(*, data: bytes, filename: str, by: User) -> list[RowReport]:
             )
             continue
         seen.add(slug)
-        # Only a well-formed slug is looked up (one with a NUL byte cannot even be asked for);
-        # any other row goes to the form, which rejects it with the reason.
-        valid = bool(_SLUG.fullmatch(slug)) and len(slug) <= 100
-        case = CaseStudy.objects.filter(slug=slug).first() if valid else None
+        case = existing.get(slug)
         form = CaseStudyForm(_form_data(row, case), instance=case)
         if not form.is_valid():
             reports.append(RowReport(number, slug[:100], "rejected", _reasons(form)))

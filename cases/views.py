@@ -7,7 +7,6 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
-from django.utils import translation
 from django.utils.cache import patch_vary_headers
 from django.utils.http import urlencode
 from django.utils.translation import gettext_lazy as _
@@ -112,7 +111,7 @@ def case_list(request: HtmxRequest) -> HttpResponse:
 
 def localised(case: CaseStudy) -> dict[str, str]:
     """The case's texts in the reader's language where a translation exists."""
-    ukrainian = (translation.get_language() or "").startswith("uk")
+    ukrainian = library.reads_ukrainian()
     texts = {}
     for name in ("title", "summary", "overview", "story_of_change"):
         translated = getattr(case, f"{name}_uk") if ukrainian else ""
@@ -145,7 +144,7 @@ def case_detail(request: HttpRequest, slug: str) -> HttpResponse:
     )
 
 
-def related_for_cycle(user: Any, cycle: LearningCycle, texts: list[str]) -> list[dict[str, Any]]:
+def related_for_cycle(cycle: LearningCycle, texts: list[str]) -> list[dict[str, Any]]:
     """Cases related to a cycle, from its question and recent reflections, with the reason."""
-    found = library.related_to_text(user, " ".join([cycle.learning_question, *texts]))
+    found = library.related_to_text(" ".join([cycle.learning_question, *texts]))
     return [{"case": case, "words": words} for case, words in found]

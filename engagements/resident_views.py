@@ -109,10 +109,6 @@ def _load_link(link_id: int | None) -> SharedLink | None:
     )
 
 
-def _link_from(request: HttpRequest, link_ref: str | None = None) -> SharedLink | None:
-    return _load_link(_link_id(request, link_ref))
-
-
 @require_http_methods(["GET", "POST"])
 def reflect(request: HttpRequest) -> HttpResponse:
     session = resident_session.of(request)
@@ -235,7 +231,7 @@ def _resumed_form(request: HttpRequest) -> ResidentReflectionForm:
 
 def rescue_after_security_check(request: HttpRequest) -> HttpResponse | None:
     """The form again, with the resident's words, after a failed CSRF check (an old page)."""
-    link = _link_from(request, request.POST.get("link_ref"))
+    link = _load_link(_link_id(request, request.POST.get("link_ref")))
     if link is None:
         return _no_link(request)
     _activate(link, request)

@@ -233,9 +233,8 @@ def _insert_once(reflection: Reflection, *, link_id: int, follow_up: bool) -> _A
         action="resident.reflection_added",
         object_type="reflection",
         object_id=str(reflection.public_id),
-        detail={"link": ""},
-    )
-    outbox = Outbox(task=FOLLOW_UP, object_id=0)
+    )  # its detail (the link's prefix) comes from the link row, in the statement
+    outbox = Outbox(task=FOLLOW_UP, object_id=0)  # its object_id is the new reflection's
     hold = SharedLink.ModerationMode.HOLD
     held, published = Reflection.Moderation.HELD, Reflection.Moderation.PUBLISHED
     r_columns, r_values, r_params = insert_parts(

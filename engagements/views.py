@@ -370,7 +370,7 @@ def _cycle_context(
         context["links"] = selectors.linked_cycles(user=request.user, cycle=cycle)
         latest = sorted(context["journal"].reflections, key=lambda e: e.created, reverse=True)
         recent = [entry.text for entry in latest[:20]]
-        context["related_cases"] = related_for_cycle(request.user, cycle, recent)
+        context["related_cases"] = related_for_cycle(cycle, recent)
     # A refused form (for example, on a cycle closed meanwhile) still comes back with its text.
     if allowed.can_contribute and (not closed or forms_):
         kinds = [kind for kind in KINDS if section in (None, SECTION_OF[kind])]
