@@ -189,7 +189,7 @@ def test_the_htmx_update_returns_the_library_part_only(client: Client, library) 
 def test_a_search_address_is_shareable(client: Client, library) -> None:
     params = {"q": "learning", "country": "United Kingdom", "evidence": "C"}
     first = client.get(LIST, params)
-    again = client.get(LIST, params)
+    again = Client().get(LIST, params)  # someone else opening the shared address
     assert slugs(first) == slugs(again)
     assert results_of(first).total == results_of(again).total > 0
 
@@ -299,7 +299,7 @@ BAD_QUERIES = [
 @pytest.mark.parametrize("htmx", [False, True], ids=["page", "htmx"])
 def test_any_search_string_answers_200(client: Client, library, query: str, htmx: bool) -> None:
     response = client.get(LIST, {"q": query}, headers=HTMX if htmx else {})
-    assert 0 <= total_shown(response) <= 26
+    assert total_shown(response) <= 26
     assert ("<html" in response.content.decode()) is not htmx
     assert "\x00" not in response.content.decode()
 
@@ -334,7 +334,7 @@ def test_bad_filters_and_pages_answer_200(
     client: Client, library, params: dict[str, Any], htmx: bool
 ) -> None:
     response = client.get(LIST, params, headers=HTMX if htmx else {})
-    assert 0 <= total_shown(response) <= 26
+    assert total_shown(response) <= 26
     if not htmx:
         results = results_of(response)
         assert 1 <= results.page <= results.pages

@@ -205,14 +205,15 @@ def test_tampered_or_truncated_tokens_are_not_found_never_a_500(link):
         response = Client(REMOTE_ADDR=f"192.0.2.{n + 1}").get(f"/r/{bad}")
         assert response.status_code == 404, bad[:30]
         assert CLOSED_WORDS in html_of(response), bad[:30]
-        assert link.token not in html_of(response)
+        if len(bad) >= 20:  # the page does not echo what was asked for either
+            assert bad not in html_of(response), bad[:30]
         assert response["Referrer-Policy"] == "no-referrer"
     assert SharedLink.objects.get().last_used is None
 
 
 def test_a_token_with_a_trailing_slash_is_not_echoed(link):
-    response = Client().get(f"/r/{link.token}/")
-    assert response.status_code in (302, 404)
+    response = Client().get(f"/r/{link.token}/", follow=True)
+    assert response.redirect_chain == [("/r/", 302)]  # as some apps share it, it still opens
     assert link.token not in html_of(response)
 
 
