@@ -270,7 +270,7 @@ def cycle_access(user: AnyUser, public_id: uuid.UUID | str, *, need: str = "view
     """The cycle with what the person may do; 404 unless they may at least ``need``."""
     cycle = (
         cycles_for(user)
-        .select_related("engagement", "organisation", "stage", "created_by")
+        .select_related("engagement", "organisation", "stage")
         .filter(public_id=public_id)
         .first()
     )

@@ -10,7 +10,6 @@ from django.conf import settings
 from django.contrib.auth import forms as auth_forms
 from django.contrib.auth import get_user_model, password_validation
 from django.core.validators import MaxLengthValidator
-from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
@@ -539,12 +538,10 @@ class AdaptationForm(CitesCasesMixin, VersionedForm):
 
     def __init__(self, *args: Any, cycle: LearningCycle, viewer: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        from engagements.selectors import reflection_entry
+        from engagements.selectors import reflection_entry, visible_reflections
 
         reflections = list(
-            Reflection.objects.filter(cycle=cycle)
-            .filter(Q(moderation=Reflection.Moderation.PUBLISHED) | Q(author_id=viewer.pk))
-            .select_related("author", "stage", "experiment")
+            visible_reflections(cycle, viewer).select_related("author", "stage", "experiment")
         )
         field = self.fields["reflections"]
         assert isinstance(field, ReflectionChoiceField)

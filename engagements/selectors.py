@@ -20,7 +20,6 @@ from django.utils.translation import gettext as _
 
 from engagements import access
 from engagements.models import (
-    Adaptation,
     CycleLink,
     Engagement,
     EngagementPartner,
@@ -229,7 +228,7 @@ class Journal:
     timeline: list[TimelineEntry]
 
 
-def _visible_reflections(cycle: LearningCycle, viewer: AnyUser) -> QuerySet[Reflection]:
+def visible_reflections(cycle: LearningCycle, viewer: AnyUser) -> QuerySet[Reflection]:
     return Reflection.objects.filter(cycle_id=cycle.pk).filter(
         Q(moderation=Reflection.Moderation.PUBLISHED) | Q(author_id=viewer.pk)
     )
@@ -239,7 +238,7 @@ def cycle_journal(*, user: AnyUser, cycle: LearningCycle) -> Journal:
     stages = list(Stage.objects.filter(engagement_id=cycle.engagement_id))
     moves = list(cycle.moves.select_related("from_stage", "to_stage", "moved_by"))
     reflection_rows = list(
-        _visible_reflections(cycle, user).select_related("author", "stage", "experiment")
+        visible_reflections(cycle, user).select_related("author", "stage", "experiment")
     )
     entries = {
         r.pk: reflection_entry(r, viewer=user, engagement_id=cycle.engagement_id)
@@ -250,7 +249,7 @@ def cycle_journal(*, user: AnyUser, cycle: LearningCycle) -> Journal:
         cycle.adaptations.select_related("recorded_by").prefetch_related(
             Prefetch(
                 "reflections",
-                queryset=_visible_reflections(cycle, user).only("id", "public_id"),
+                queryset=visible_reflections(cycle, user).only("id", "public_id"),
             ),
             Prefetch("experiments", queryset=Experiment.objects.only("id", "public_id", "title")),
         )
@@ -342,7 +341,3 @@ def organisation_members(*, organisation_id: int) -> MemberPage:
         ).select_related("invited_by")
     )
     return MemberPage(members, invitations)
-
-
-def open_adaptations(cycle: LearningCycle) -> QuerySet[Adaptation]:
-    return cycle.adaptations.filter(status=Adaptation.Status.PROPOSED)

@@ -273,10 +273,9 @@ def member_remove(*, membership: Membership, by: User) -> None:
         _keep_an_admin(membership)
     audit(by, "membership.removed", membership.organisation, member=membership.user_id)
     # Leaving a learning partner ends facilitating its engagements.
-    for engagement in Engagement.objects.filter(
-        learning_partner_id=membership.organisation_id, facilitators=membership.user_id
-    ):
-        engagement.facilitators.remove(membership.user_id)
+    Engagement.facilitators.through.objects.filter(
+        engagement__learning_partner_id=membership.organisation_id, user_id=membership.user_id
+    ).delete()
     membership.delete()
 
 
@@ -388,14 +387,6 @@ def partner_invite(
     )
     audit(by, "engagement.partner_added", engagement, organisation=str(organisation.public_id))
     return organisation
-
-
-@transaction.atomic
-def partner_add(*, engagement: Engagement, organisation: Organisation, by: User) -> None:
-    EngagementPartner.objects.get_or_create(
-        engagement=engagement, organisation=organisation, defaults={"joined": timezone.localdate()}
-    )
-    audit(by, "engagement.partner_added", engagement, organisation=str(organisation.public_id))
 
 
 @transaction.atomic

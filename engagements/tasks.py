@@ -8,6 +8,7 @@ from celery import shared_task
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import translation
 
 from engagements import services
@@ -45,8 +46,9 @@ def send_invitation(invitation_id: int) -> str:
     }
     with translation.override(invitation.language):
         if not added:
+            token = services.invitation_issue_token(invitation)
             context["link"] = (
-                f"{settings.SITE_URL}/invitations/{services.invitation_issue_token(invitation)}/"
+                f"{settings.SITE_URL}{reverse('engagements:invitation_accept', args=[token])}"
             )
         subject = render_to_string("emails/invitation_subject.txt", context).strip()
         text = render_to_string("emails/invitation.txt", context)

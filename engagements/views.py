@@ -86,7 +86,7 @@ def engagement_list(request: AuthedRequest) -> HttpResponse:
         "engagements/engagement_list.html",
         {
             "engagements": selectors.my_engagements(user=request.user),
-            "can_create": bool(_learning_partners(request.user)),
+            "can_create": access.is_facilitator(request.user),
         },
     )
 
@@ -281,7 +281,7 @@ def facilitators(request: AuthedRequest, engagement: uuid.UUID) -> HttpResponse:
 # --- learning cycles ------------------------------------------------------------------------
 
 
-def _filters(request: AuthedRequest, engagement: Engagement) -> selectors.CycleFilters:
+def _filters(request: AuthedRequest) -> selectors.CycleFilters:
     scale = request.GET.get("scale", "")
     status = request.GET.get("status", "")
     return selectors.CycleFilters(
@@ -296,7 +296,7 @@ def _filters(request: AuthedRequest, engagement: Engagement) -> selectors.CycleF
 @require_GET
 def cycle_list(request: AuthedRequest, engagement: uuid.UUID) -> HttpResponse:
     allowed = access.engagement_access(request.user, engagement)
-    filters = _filters(request, allowed.engagement)
+    filters = _filters(request)
     cycles = selectors.cycle_list(user=request.user, engagement=allowed.engagement, filters=filters)
     context = {
         "engagement": allowed.engagement,
@@ -795,7 +795,7 @@ def _resident_links_page(
         "cycle": allowed.cycle,
         "engagement": allowed.cycle.engagement,
         "form": form,
-        "links": list(allowed.cycle.shared_links.select_related("created_by")),
+        "links": list(allowed.cycle.shared_links.all()),
     }
     if new is not None:
         link, token = new
@@ -857,9 +857,7 @@ def _just_made(
         NEW_LINK_COOKIE, default=None, salt=NEW_LINK_COOKIE, max_age=600
     )
     public_id, _sep, token = (value or "").partition(":")
-    try:
-        uuid.UUID(public_id)
-    except ValueError:
+    if _parse_uuid(public_id) is None:
         return None
     link = allowed.cycle.shared_links.filter(public_id=public_id).first()
     if link is None or not residents.token_matches(link, token):
