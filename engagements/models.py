@@ -673,3 +673,306 @@ class WithdrawnSubmission(models.Model):
 
     def __str__(self) -> str:
         return f"withdrawn {self.at:%Y-%m-%d}"
+
+
+# --- issue 6: sessions, email, digests, exports (DESIGN.md §6) -------------------------------
+
+
+class Profile(models.Model):
+    """A person's own settings: language, time zone, digests and reminders."""
+
+    class DigestFrequency(models.TextChoices):
+        OFF = "off", _("Off")
+        DAILY = "daily", _("Daily")
+        WEEKLY = "weekly", _("Weekly")
+
+    class Weekday(models.IntegerChoices):
+        MONDAY = 0, _("Monday")
+        TUESDAY = 1, _("Tuesday")
+        WEDNESDAY = 2, _("Wednesday")
+        THURSDAY = 3, _("Thursday")
+        FRIDAY = 4, _("Friday")
+        SATURDAY = 5, _("Saturday")
+        SUNDAY = 6, _("Sunday")
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile"
+    )
+    language = models.CharField(_("language"), max_length=8, default="en")
+    timezone = models.CharField(_("time zone"), max_length=64, default="Europe/London")
+    digest = models.CharField(
+        _("learning digest"),
+        max_length=8,
+        choices=DigestFrequency.choices,
+        default=DigestFrequency.OFF,
+    )
+    digest_weekday = models.PositiveSmallIntegerField(
+        _("weekly digest day"), choices=Weekday.choices, default=Weekday.MONDAY
+    )
+    reminders = models.BooleanField(_("reminders after reflection sessions"), default=True)
+    erased = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("profile")
+        verbose_name_plural = _("profiles")
+        indexes = [models.Index(fields=["digest"], name="profile_digest")]
+
+    def __str__(self) -> str:
+        return f"profile of {self.user_id}"
+
+
+class ReflectionSession(models.Model):
+    """A reflection session for one cycle or a whole engagement, once or repeating."""
+
+    class Recurrence(models.TextChoices):
+        ONCE = "once", _("Does not repeat")
+        WEEKLY = "weekly", _("Weekly")
+        FORTNIGHTLY = "fortnightly", _("Fortnightly")
+        MONTHLY = "monthly", _("Monthly")
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    engagement = models.ForeignKey(Engagement, on_delete=models.CASCADE, related_name="sessions")
+    cycle = models.ForeignKey(
+        LearningCycle, null=True, blank=True, on_delete=models.CASCADE, related_name="sessions"
+    )
+    title = models.CharField(_("title"), max_length=200)
+    first_date = models.DateField(_("date"))
+    start_time = models.TimeField(_("start time"))
+    duration_minutes = models.PositiveSmallIntegerField(_("length (minutes)"), default=60)
+    timezone = models.CharField(_("time zone"), max_length=64, default="Europe/London")
+    recurrence = models.CharField(
+        _("repeats"), max_length=16, choices=Recurrence.choices, default=Recurrence.ONCE
+    )
+    repeat_until = models.DateField(_("repeat until"), null=True, blank=True)
+    location = models.CharField(_("where"), max_length=500, blank=True)
+    invitees = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, related_name="reflection_sessions", verbose_name=_("invitees")
+    )
+    questions = models.TextField(_("prompt questions"), max_length=5000, blank=True)
+    shared_link = models.ForeignKey(
+        SharedLink,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="sessions",
+        verbose_name=_("resident link to include"),
+    )
+    prompt_lead_hours = models.PositiveSmallIntegerField(
+        _("send the prompt this many hours before"), default=24
+    )
+    reminder_after_hours = models.PositiveSmallIntegerField(
+        _("send the reminder this many hours after"), default=24
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    cancelled = models.DateTimeField(null=True, blank=True)
+    version = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["first_date", "start_time", "id"]
+        verbose_name = _("reflection session")
+        verbose_name_plural = _("reflection sessions")
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(recurrence="once") | models.Q(repeat_until__isnull=False),
+                name="session_repeats_until",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class SessionOccurrence(models.Model):
+    """One meeting of a session, in UTC; prompts and reminders are due from it."""
+
+    session = models.ForeignKey(
+        ReflectionSession, on_delete=models.CASCADE, related_name="occurrences"
+    )
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    prompt_at = models.DateTimeField()
+    reminder_at = models.DateTimeField()
+    prompted = models.DateTimeField(null=True, blank=True)
+    reminded = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["starts_at", "id"]
+        verbose_name = _("session date")
+        verbose_name_plural = _("session dates")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session", "starts_at"], name="one_occurrence_per_start"
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["prompt_at"],
+                name="occurrence_prompt_due",
+                condition=models.Q(prompted=None),
+            ),
+            models.Index(
+                fields=["reminder_at"],
+                name="occurrence_reminder_due",
+                condition=models.Q(reminded=None),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.session} at {self.starts_at:%Y-%m-%d %H:%M}"
+
+
+class Email(models.Model):
+    """The email ledger: one row per (kind, object, recipient, period), claimed before sending.
+
+    The unique constraint is what stops a second beat, a retried task or a redelivered message
+    from sending twice; the status says whether the email went, is on its way, or failed.
+    """
+
+    class Kind(models.TextChoices):
+        PROMPT = "prompt", _("Session prompt")
+        REMINDER = "reminder", _("Session reminder")
+        DIGEST = "digest", _("Learning digest")
+        EXPORT = "export", _("Export ready")
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Waiting to send")
+        SENDING = "sending", _("Sending")
+        SENT = "sent", _("Sent")
+        FAILED = "failed", _("Could not be sent")
+        SKIPPED = "skipped", _("Not needed")
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    object_id = models.BigIntegerField()
+    recipient = models.CharField(max_length=254)
+    period = models.CharField(max_length=40)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    engagement = models.ForeignKey(
+        Engagement, null=True, blank=True, on_delete=models.CASCADE, related_name="emails"
+    )
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    created = models.DateTimeField(auto_now_add=True)
+    claimed = models.DateTimeField(null=True, blank=True)
+    sent = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # After a temporary failure: not to be tried again before this time (backoff).
+    next_try = models.DateTimeField(null=True, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["created", "id"]
+        verbose_name = _("email")
+        verbose_name_plural = _("emails")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "object_id", "recipient", "period"], name="one_email_per_period"
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["status", "created"],
+                name="email_unsent",
+                condition=models.Q(status__in=["pending", "sending"]),
+            ),
+            models.Index(
+                fields=["engagement", "status"],
+                name="email_failed",
+                condition=models.Q(status="failed"),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.object_id} to {self.recipient} ({self.status})"
+
+
+class Digest(models.Model):
+    """A learning digest, compiled once per (scope, period) and kept to read in the app."""
+
+    class Scope(models.TextChoices):
+        USER = "user", _("Personal")
+        ENGAGEMENT = "engagement", _("Engagement")
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    scope = models.CharField(max_length=16, choices=Scope.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="digests",
+    )
+    engagement = models.ForeignKey(
+        Engagement, null=True, blank=True, on_delete=models.CASCADE, related_name="digests"
+    )
+    frequency = models.CharField(max_length=8, choices=Profile.DigestFrequency.choices)
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    timezone = models.CharField(max_length=64)
+    content = models.JSONField(default=dict)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-period_end", "-id"]
+        verbose_name = _("learning digest")
+        verbose_name_plural = _("learning digests")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["scope", "user", "engagement", "frequency", "period_start"],
+                name="one_digest_per_period",
+                nulls_distinct=False,
+            ),
+            models.CheckConstraint(
+                condition=(
+                    models.Q(scope="user", user__isnull=False, engagement__isnull=True)
+                    | models.Q(scope="engagement", engagement__isnull=False, user__isnull=True)
+                ),
+                name="digest_scope_matches",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope} digest {self.period_start:%Y-%m-%d}"
+
+
+class Export(models.Model):
+    """An engagement exported as a file by a job, downloadable by its requester until expiry."""
+
+    class Format(models.TextChoices):
+        CSV = "csv", "CSV"
+        XLSX = "xlsx", _("Excel (XLSX)")
+        JSON = "json", "JSON"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Waiting to start")
+        RUNNING = "running", _("Being prepared")
+        DONE = "done", _("Ready")
+        FAILED = "failed", _("Failed")
+        EXPIRED = "expired", _("Expired")
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    engagement = models.ForeignKey(Engagement, on_delete=models.CASCADE, related_name="exports")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="exports"
+    )
+    format = models.CharField(_("format"), max_length=8, choices=Format.choices)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    rows_total = models.PositiveIntegerField(default=0)
+    rows_done = models.PositiveIntegerField(default=0)
+    file_name = models.CharField(max_length=200, blank=True)
+    size = models.BigIntegerField(default=0)
+    error = models.CharField(max_length=300, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    finished = models.DateTimeField(null=True, blank=True)
+    expires = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        verbose_name = _("export")
+        verbose_name_plural = _("exports")
+
+    def __str__(self) -> str:
+        return f"{self.format} export of {self.engagement_id} ({self.status})"

@@ -134,3 +134,32 @@ def sweep_outbox() -> int:
         Outbox.objects.filter(pk=outbox_id).update(enqueued=timezone.now())
         run_outbox.apply_async(args=(outbox_id,))
     return len(ids)
+
+
+# --- the email ledger (engagements/mail.py) -------------------------------------------------
+
+
+@shared_task(
+    name="engagements.deliver_emails",
+    ignore_result=True,
+    soft_time_limit=240,
+    time_limit=300,  # both far below the broker's visibility timeout
+)
+def deliver_emails(email_ids: list[int]) -> dict[str, int]:
+    """Send one batch of ledger rows; after a temporary failure, the rest go again later."""
+    from engagements import mail
+
+    outcome = mail.deliver(email_ids)
+    if outcome.retry:
+        mail.enqueue(outcome.retry, countdown=outcome.retry_in)
+    return {"sent": outcome.sent, "failed": outcome.failed, "skipped": outcome.skipped}
+
+
+@shared_task(name="engagements.sweep_emails", ignore_result=True)
+def sweep_emails() -> int:
+    """Hand out again the ledger rows no worker is on (broker was down, a worker was lost)."""
+    from engagements import mail
+
+    ids = mail.owed()
+    mail.enqueue(ids)
+    return len(ids)

@@ -20,6 +20,10 @@ app.conf.beat_schedule = {
         "task": "engagements.sweep_outbox",
         "schedule": 60.0,
     },
+    "sweep-emails": {
+        "task": "engagements.sweep_emails",
+        "schedule": 60.0,
+    },
     "clear-expired-sessions": {
         "task": "hls.tasks.clear_expired_sessions",
         "schedule": crontab(hour="3", minute="17"),

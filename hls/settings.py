@@ -162,6 +162,14 @@ DEFAULT_FROM_EMAIL = (
 )
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 PASSWORD_RESET_TIMEOUT = 60 * 60 * 24  # one day
+# The email ledger (engagements/mail.py): batch size per job, backoff after a temporary SMTP
+# failure, tries before giving up, when a claim by a lost worker is stale, and how long a new
+# row waits for its own job before the sweeper sends it.
+HLS_EMAIL_BATCH = env_int("HLS_EMAIL_BATCH", 100)
+HLS_EMAIL_RETRY_SECONDS = env_int("HLS_EMAIL_RETRY_SECONDS", 30)
+HLS_EMAIL_MAX_ATTEMPTS = env_int("HLS_EMAIL_MAX_ATTEMPTS", 8)
+HLS_EMAIL_CLAIM_STALE_SECONDS = env_int("HLS_EMAIL_CLAIM_STALE_SECONDS", 300)
+HLS_EMAIL_PENDING_GRACE_SECONDS = env_int("HLS_EMAIL_PENDING_GRACE_SECONDS", 600)
 
 # --- Applications ---------------------------------------------------------------------------
 

@@ -1,0 +1,326 @@
+"""The email ledger (DESIGN.md §6): every job email goes through here, exactly once.
+
+A job that owes people an email calls :func:`plan` with the kind, the object, the period and
+the recipients. That writes one :class:`~engagements.models.Email` row per recipient; the
+unique constraint on (kind, object, recipient, period) means a second beat, a retried job or a
+redelivered message adds nothing. After the commit the rows are handed, in batches, to
+:func:`deliver`, which for each row:
+
+1. claims it (``pending`` → ``sending``) in its own short transaction;
+2. builds the message with the kind's builder and sends it over one SMTP connection;
+3. marks it ``sent``, or ``failed`` for a permanent refusal (5xx), or puts it back to
+   ``pending`` with a backoff for a temporary one (4xx, a dropped connection).
+
+A worker killed between (1) and (3) leaves a ``sending`` row; the sweeper hands it out again
+once its claim is stale. The one case that can still give a second copy is a kill after the
+SMTP server accepted the message and before the mark committed: a window of one round trip to
+the database, which the deterministic Message-ID lets receiving servers recognise.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import socket
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import EmailMessage, get_connection
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from engagements.models import Email
+
+log = logging.getLogger(__name__)
+
+Builder = Callable[[Sequence[Email]], dict[int, EmailMessage | None]]
+BUILDERS: dict[str, Builder] = {}
+
+
+def builder(kind: str) -> Callable[[Builder], Builder]:
+    """Register the function that turns ledger rows of ``kind`` into messages.
+
+    It receives the batch's rows (with ``user`` loaded) and returns, by row id, the message to
+    send, or None when the email is no longer needed (the row is marked ``skipped``).
+    """
+
+    def register(func: Builder) -> Builder:
+        BUILDERS[kind] = func
+        return func
+
+    return register
+
+
+@dataclass(frozen=True)
+class Recipient:
+    email: str
+    user_id: int | None = None
+
+
+# --- planning -------------------------------------------------------------------------------
+
+
+def plan(
+    kind: str,
+    object_id: int,
+    period: str,
+    recipients: Iterable[Recipient],
+    *,
+    engagement_id: int | None = None,
+    send: bool = True,
+) -> list[int]:
+    """Owe each recipient one email of ``kind`` about ``object_id`` for ``period``.
+
+    Returns the ids of this planning's rows that are still waiting to be sent (new or left
+    over from an earlier run); with ``send`` they are enqueued once the transaction commits.
+    """
+    seen: set[str] = set()
+    rows = []
+    for recipient in recipients:
+        address = normalise_address(recipient.email)
+        if not address or address in seen:
+            continue
+        seen.add(address)
+        rows.append(
+            Email(
+                kind=kind,
+                object_id=object_id,
+                period=period,
+                recipient=address,
+                user_id=recipient.user_id,
+                engagement_id=engagement_id,
+            )
+        )
+    Email.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
+    ids = list(
+        Email.objects.filter(
+            kind=kind, object_id=object_id, period=period, status=Email.Status.PENDING
+        )
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    if send and ids:
+        transaction.on_commit(lambda: enqueue(ids))
+    return ids
+
+
+def normalise_address(address: str) -> str:
+    """The address as the ledger keys it: trimmed, one line, the domain in lower case."""
+    address = (address or "").strip()
+    if not address or any(ch in address for ch in "\r\n\0") or "@" not in address:
+        return ""
+    local, _, domain = address.rpartition("@")
+    return f"{local}@{domain.lower()}"
+
+
+def enqueue(ids: Sequence[int], *, countdown: float = 0) -> int:
+    """Send the ledger rows to the workers in batches; if the broker is down, the sweeper will."""
+    from engagements.tasks import deliver_emails
+
+    size = settings.HLS_EMAIL_BATCH
+    batches = 0
+    for start in range(0, len(ids), size):
+        batch = list(ids[start : start + size])
+        try:
+            deliver_emails.apply_async(args=(batch,), countdown=countdown, retry=False)
+        except Exception:
+            log.warning("broker unreachable; %d emails left for the sweeper", len(ids) - start)
+            break
+        batches += 1
+    return batches
+
+
+# --- delivering -----------------------------------------------------------------------------
+
+
+class TemporaryFailure(Exception):
+    """The server said try later (4xx) or the connection failed: retry with backoff."""
+
+
+class PermanentFailure(Exception):
+    """The server refused for good (5xx): stop, and show it to the facilitator."""
+
+
+def classify(exc: BaseException) -> type[TemporaryFailure] | type[PermanentFailure] | None:
+    """Which kind of SMTP failure ``exc`` is, or None if it is not an SMTP failure at all."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in exc.recipients.values()]
+        return PermanentFailure if codes and min(codes) >= 500 else TemporaryFailure
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return PermanentFailure if exc.smtp_code >= 500 else TemporaryFailure
+    if isinstance(exc, smtplib.SMTPException | ConnectionError | socket.timeout | OSError):
+        return TemporaryFailure
+    return None
+
+
+def describe(exc: BaseException) -> str:
+    """A short, content-free account of a failure for the ledger and the facilitator's page."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        code, reply = next(iter(exc.recipients.values()))
+        return f"{code} {_text(reply)}"[:300]
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return f"{exc.smtp_code} {_text(exc.smtp_error)}"[:300]
+    return f"{type(exc).__name__}: {exc}"[:300]
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+
+
+def backoff(attempt: int) -> int:
+    """Seconds before the next try after ``attempt`` temporary failures: doubling, to 30 min.
+
+    The cap stays below the broker's visibility timeout, so a waiting retry is not handed out
+    twice.
+    """
+    base = settings.HLS_EMAIL_RETRY_SECONDS
+    return int(min(base * 2 ** max(attempt - 1, 0), 1800))
+
+
+@dataclass
+class Outcome:
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    retry: list[int] | None = None  # ids to try again later, after a temporary failure
+    retry_in: int = 0
+
+
+def _claimable() -> Q:
+    stale = timezone.now() - timedelta(seconds=settings.HLS_EMAIL_CLAIM_STALE_SECONDS)
+    return Q(status=Email.Status.PENDING) | Q(status=Email.Status.SENDING, claimed__lt=stale)
+
+
+def _claim(email_id: int) -> bool:
+    return bool(
+        Email.objects.filter(_claimable(), pk=email_id).update(
+            status=Email.Status.SENDING,
+            claimed=timezone.now(),
+            attempts=F("attempts") + 1,
+            next_try=None,
+        )
+    )
+
+
+def _finish(email_id: int, status: str, error: str = "", next_try: Any = None) -> None:
+    now = timezone.now()
+    Email.objects.filter(pk=email_id, status=Email.Status.SENDING).update(
+        status=status,
+        sent=now if status == Email.Status.SENT else None,
+        claimed=None if status == Email.Status.PENDING else F("claimed"),
+        next_try=next_try,
+        error=error,
+    )
+
+
+def deliver(ids: Sequence[int]) -> Outcome:
+    """Send the ledger rows ``ids`` that are still owed, each at most once."""
+    outcome = Outcome()
+    rows = list(
+        Email.objects.filter(_claimable(), pk__in=ids)
+        .filter(Q(next_try=None) | Q(next_try__lte=timezone.now()))
+        .select_related("user")
+        .order_by("id")
+    )
+    by_kind: dict[str, list[Email]] = {}
+    for row in rows:
+        by_kind.setdefault(row.kind, []).append(row)
+    messages: dict[int, EmailMessage | None] = {}
+    for kind, kind_rows in by_kind.items():
+        messages.update(BUILDERS[kind](kind_rows))
+
+    connection = get_connection(fail_silently=False)
+    try:
+        for index, row in enumerate(rows):
+            message = messages.get(row.pk)
+            if message is None:
+                Email.objects.filter(_claimable(), pk=row.pk).update(
+                    status=Email.Status.SKIPPED, claimed=None
+                )
+                outcome.skipped += 1
+                continue
+            if not _claim(row.pk):
+                continue  # another worker has it, or it went meanwhile
+            try:
+                _send_one(connection, message, row)
+            except Exception as exc:
+                failure = classify(exc)
+                if failure is None:
+                    _finish(row.pk, Email.Status.PENDING, describe(exc))
+                    raise
+                attempts = row.attempts + 1
+                if failure is PermanentFailure:
+                    _finish(row.pk, Email.Status.FAILED, describe(exc))
+                    outcome.failed += 1
+                    log.warning("email %s refused for good: %s", row.pk, describe(exc))
+                    continue
+                if attempts >= settings.HLS_EMAIL_MAX_ATTEMPTS:
+                    _finish(row.pk, Email.Status.FAILED, describe(exc))
+                    outcome.failed += 1
+                    continue
+                wait = backoff(attempts)
+                _finish(
+                    row.pk,
+                    Email.Status.PENDING,
+                    describe(exc),
+                    next_try=timezone.now() + timedelta(seconds=wait),
+                )
+                log.info("email %s deferred %ss: %s", row.pk, wait, describe(exc))
+                outcome.retry = [r.pk for r in rows[index:] if messages.get(r.pk) is not None]
+                outcome.retry_in = wait
+                return outcome
+            _finish(row.pk, Email.Status.SENT)
+            outcome.sent += 1
+    finally:
+        connection.close()
+    return outcome
+
+
+def _send_one(connection: Any, message: EmailMessage, row: Email) -> None:
+    message.to = [row.recipient]
+    message.extra_headers.setdefault("Message-ID", f"<hls-{row.pk}-{row.kind}@{_domain()}>")
+    message.connection = connection
+    # A connection the server dropped (421 closes it) is opened again for the next message.
+    if getattr(connection, "connection", None) is None:
+        connection.open()
+    sent = message.send()
+    if not sent:
+        raise smtplib.SMTPServerDisconnected("the connection closed before the message was sent")
+
+
+def _domain() -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(settings.SITE_URL).hostname or "localhost"
+
+
+# --- sweeping -------------------------------------------------------------------------------
+
+
+def owed(limit: int = 5000) -> list[int]:
+    """Rows no worker is on: pending past their grace or backoff, or claimed by a lost worker."""
+    now = timezone.now()
+    grace = now - timedelta(seconds=settings.HLS_EMAIL_PENDING_GRACE_SECONDS)
+    stale = now - timedelta(seconds=settings.HLS_EMAIL_CLAIM_STALE_SECONDS)
+    return list(
+        Email.objects.filter(
+            Q(status=Email.Status.PENDING, next_try=None, created__lt=grace)
+            | Q(status=Email.Status.PENDING, next_try__lte=now)
+            | Q(status=Email.Status.SENDING, claimed__lt=stale)
+        )
+        .order_by("id")
+        .values_list("id", flat=True)[:limit]
+    )
+
+
+def failures_for(engagement_id: int, limit: int = 50) -> list[Email]:
+    """Emails of an engagement that could not be sent, newest first, for its facilitators."""
+    return list(
+        Email.objects.filter(engagement_id=engagement_id, status=Email.Status.FAILED)
+        .select_related("user")
+        .order_by("-created", "-id")[:limit]
+    )
