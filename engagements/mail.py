@@ -19,6 +19,7 @@ the database, which the deterministic Message-ID lets receiving servers recognis
 
 from __future__ import annotations
 
+import importlib
 import logging
 import smtplib
 import socket
@@ -39,6 +40,13 @@ log = logging.getLogger(__name__)
 
 Builder = Callable[[Sequence[Email]], dict[int, EmailMessage | None]]
 BUILDERS: dict[str, Builder] = {}
+# The modules whose builders a worker must know; deliver() imports them first.
+BUILDER_MODULES: tuple[str, ...] = ("engagements.sessions", "engagements.digests")
+
+
+def load_builders() -> None:
+    for name in BUILDER_MODULES:
+        importlib.import_module(name)
 
 
 def builder(kind: str) -> Callable[[Builder], Builder]:
@@ -219,6 +227,7 @@ def _finish(email_id: int, status: str, error: str = "", next_try: Any = None) -
 
 def deliver(ids: Sequence[int]) -> Outcome:
     """Send the ledger rows ``ids`` that are still owed, each at most once."""
+    load_builders()
     outcome = Outcome()
     rows = list(
         Email.objects.filter(_claimable(), pk__in=ids)
@@ -262,16 +271,16 @@ def deliver(ids: Sequence[int]) -> Outcome:
                     _finish(row.pk, Email.Status.FAILED, describe(exc))
                     outcome.failed += 1
                     continue
+                # The server asked us to wait: the rest of the batch waits with this one.
                 wait = backoff(attempts)
-                _finish(
-                    row.pk,
-                    Email.Status.PENDING,
-                    describe(exc),
-                    next_try=timezone.now() + timedelta(seconds=wait),
-                )
-                log.info("email %s deferred %ss: %s", row.pk, wait, describe(exc))
+                later = timezone.now() + timedelta(seconds=wait)
+                _finish(row.pk, Email.Status.PENDING, describe(exc), next_try=later)
                 outcome.retry = [r.pk for r in rows[index:] if messages.get(r.pk) is not None]
+                Email.objects.filter(
+                    pk__in=outcome.retry[1:], status=Email.Status.PENDING
+                ).update(next_try=later)
                 outcome.retry_in = wait
+                log.info("email %s deferred %ss: %s", row.pk, wait, describe(exc))
                 return outcome
             _finish(row.pk, Email.Status.SENT)
             outcome.sent += 1

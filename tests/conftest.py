@@ -142,6 +142,10 @@ class SmtpSink:
     host: str
     port: int
     messages: list[Message] = field(default_factory=list)
+    # Replies to give to the next DATA commands instead of "250 OK" (e.g. "421 4.3.2 later").
+    replies: list[str] = field(default_factory=list)
+    # Addresses refused at RCPT with this reply (e.g. "550 5.1.1 no such mailbox").
+    refuse: dict[str, str] = field(default_factory=dict)
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[Message]:
         import time
@@ -156,7 +160,15 @@ class _Collector:
     def __init__(self, sink: SmtpSink) -> None:
         self.sink = sink
 
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.sink.refuse:
+            return self.sink.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server, session, envelope):
+        if self.sink.replies:
+            return self.sink.replies.pop(0)
         message = message_from_bytes(envelope.original_content or envelope.content)
         message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
         self.sink.messages.append(message)
