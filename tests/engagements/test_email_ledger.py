@@ -146,9 +146,7 @@ def test_a_550_stops_and_is_recorded_for_the_facilitator(ledger, celery_worker, 
     ledger.plan(KIND, 3, "p", _people(3), engagement_id=world.engagement.pk, send=False)
     ledger.enqueue(list(Email.objects.values_list("id", flat=True)))
     _wait_until(_settled)
-    assert _delivered(smtp_sink) == Counter(
-        {"person0@example.org": 1, "person2@example.org": 1}
-    )
+    assert _delivered(smtp_sink) == Counter({"person0@example.org": 1, "person2@example.org": 1})
     failed = Email.objects.get(recipient="person1@example.org")
     assert failed.status == Email.Status.FAILED
     assert failed.attempts == 1  # never tried again
@@ -324,10 +322,13 @@ def test_emails_owed_while_redis_was_down_go_once_it_is_back(
     ids = ledger.plan(KIND, 12, "p", _people(5))  # enqueued after commit: the broker is down
     assert set(Email.objects.values_list("status", flat=True)) == {Email.Status.PENDING}
     broker_on.restart()
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
-        with time_machine.travel(timezone.now() + timedelta(minutes=11), tick=True):
-            assert sweep_emails() == 5
-            sweep_emails()  # a second beat: hands the rows out again, sends nothing twice
-            _wait_until(_settled)
+    later = timezone.now() + timedelta(minutes=11)
+    with (
+        start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10),
+        time_machine.travel(later, tick=True),
+    ):
+        assert sweep_emails() == 5
+        sweep_emails()  # a second beat: hands the rows out again, sends nothing twice
+        _wait_until(_settled)
     assert _delivered(smtp_sink) == Counter({f"person{i}@example.org": 1 for i in range(5)})
     assert len(ids) == 5
