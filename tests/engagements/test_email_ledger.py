@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import time_machine
@@ -296,13 +297,13 @@ def broker_on(private_redis):
     from hls.celery import app
 
     def use(url: str) -> None:
-        app.conf.broker_url = url
-        app.conf.broker_write_url = url
-        app.conf.broker_read_url = url
-        if app._pool is not None:
-            app._pool.force_close_all()
-            app._pool = None
-        app.amqp._producer_pool = None
+        conf: Any = app.conf  # celery-types marks these read-only; Celery allows setting them
+        conf.broker_url = conf.broker_write_url = conf.broker_read_url = url
+        celery: Any = app
+        if celery._pool is not None:
+            celery._pool.force_close_all()
+            celery._pool = None
+        celery.amqp._producer_pool = None
 
     before = app.conf.broker_url
     use(private_redis.url)
