@@ -9,11 +9,13 @@ from __future__ import annotations
 import atexit
 import os
 import secrets
+import socket
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -78,3 +80,29 @@ def report(name: str, **figures: float | int | str) -> None:
         f"BENCH {name} " + " ".join(f"{key}={show(value)}" for key, value in figures.items()),
         flush=True,
     )
+
+
+# --- processes beside the bench ------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def bench_database_url() -> str:
+    """DATABASE_URL, but naming the bench's own database (the one setup() created)."""
+    from django.db import connection
+
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    return urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
+
+
+def redis_url_for_db(url: str, db: int) -> str:
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        query = parse_qs(parts.query)
+        query["db"] = [str(db)]
+        return f"unix://{parts.path}?{urlencode(query, doseq=True)}"  # urlunsplit drops the //
+    return urlunsplit(parts._replace(path=f"/{db}"))

@@ -36,7 +36,6 @@ import os  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
-import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -47,7 +46,7 @@ from collections import Counter  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
-from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit  # noqa: E402
+from urllib.parse import urlencode  # noqa: E402
 
 from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
@@ -84,27 +83,6 @@ TEXT = (
 # --- the gunicorn under test ----------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def bench_database_url() -> str:
-    """DATABASE_URL, but naming the bench's own database (the one setup() created)."""
-    parts = urlsplit(os.environ["DATABASE_URL"])
-    return urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
-
-
-def redis_url_for_db(url: str, db: int) -> str:
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        query = parse_qs(parts.query)
-        query["db"] = [str(db)]
-        return f"unix://{parts.path}?{urlencode(query, doseq=True)}"  # urlunsplit drops the //
-    return urlunsplit(parts._replace(path=f"/{db}"))
-
-
 def server_env(port: int, *, redis_url: str, static_root: str, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     # The harness relaxes these for in-process benches; gunicorn gets production's defaults.
@@ -118,7 +96,7 @@ def server_env(port: int, *, redis_url: str, static_root: str, **extra: str) -> 
         DJANGO_SITE_URL=f"https://127.0.0.1:{port}",
         DJANGO_BEHIND_PROXY="true",
         DJANGO_STATIC_ROOT=static_root,
-        DATABASE_URL=bench_database_url(),
+        DATABASE_URL=_harness.bench_database_url(),
         REDIS_URL=redis_url,
         EMAIL_URL="dummy://",
         **extra,
@@ -610,7 +588,9 @@ def clear_bench_redis(url: str, had_keys: int) -> None:
 def main() -> None:
     link, token = seed()
     cycle = link.cycle
-    live_redis = redis_url_for_db(os.environ.get("REDIS_URL", settings.REDIS_URL), BENCH_REDIS_DB)
+    live_redis = _harness.redis_url_for_db(
+        os.environ.get("REDIS_URL", settings.REDIS_URL), BENCH_REDIS_DB
+    )
     import redis
 
     keys_before = int(redis.Redis.from_url(live_redis, socket_timeout=5).dbsize())
@@ -633,7 +613,7 @@ def main() -> None:
     work_dir = Path(tempfile.mkdtemp(prefix="bench-resident-submit-"))
     static_root = str(work_dir / "static")
     try:
-        port = free_port()
+        port = _harness.free_port()
         collect_static(static_root, server_env(port, redis_url=live_redis, static_root=static_root))
 
         env = server_env(port, redis_url=live_redis, static_root=static_root, **floor_ids)
@@ -643,7 +623,7 @@ def main() -> None:
             )
         describe("1. as shipped (default per-link flood guard, Redis up)", shipped)
 
-        port = free_port()
+        port = _harness.free_port()
         env = server_env(port, redis_url=live_redis, static_root=static_root, **lifted)
         with serving("capacity", port, env, work_dir) as server:
             capacity = drive(server, "submit", services=services, token=token)
@@ -652,7 +632,7 @@ def main() -> None:
         print(f"    saved per second, warm-up | measured: {capacity.timeline()}", flush=True)
         describe("   floor (bare view inserting one reflection row)", floor, unit="inserts")
 
-        port = free_port()
+        port = _harness.free_port()
         env = server_env(port, redis_url=DEAD_REDIS, static_root=static_root, **lifted)
         with serving("redis-down", port, env, work_dir) as server:
             down = drive(server, "submit", services={**services, "redis": set()}, token=token)
