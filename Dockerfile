@@ -21,6 +21,8 @@ RUN DJANGO_DEBUG=false \
     REDIS_URL=redis://build:6379/0 \
     sh -c "python manage.py collectstatic --noinput && python manage.py compiletranslations"
 
+# Export files: a volume shared by the web server (downloads) and the worker (writes them).
+RUN mkdir -p /app/exports && chown hls /app/exports
 USER hls
 EXPOSE 8000
 CMD ["gunicorn", "hls.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-", "--logger-class", "hls.lib.gunicorn_logger.RedactingLogger"]

@@ -22,6 +22,7 @@ from cases.seed import CSV_COLUMNS
 from engagements.access import audit
 from engagements.models import Adaptation, Reflection
 from engagements.services import Refused, _update_versioned
+from hls.lib.spreadsheet import BOM, safe_cell, unsafe_cell
 
 # The columns of an export: those of case-studies.csv, then the texts and the rest.
 EXTRA_COLUMNS = [
@@ -87,21 +88,6 @@ def cite(
 # --- export ------------------------------------------------------------------------------------
 
 
-# A spreadsheet runs a cell starting with one of these as a formula. A cell starting with the
-# quote itself gets one too, so that the import, which takes one quote off, keeps "'=x" intact.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
-
-
-def _cell(value: str) -> str:
-    """A spreadsheet never runs a cell as a formula: such a cell leads with a quote."""
-    return "'" + value if value[:1] in _FORMULA_STARTS else value
-
-
-def _uncell(value: str) -> str:
-    """Take off the quote ``_cell`` put before a formula-like cell."""
-    return value[1:] if value[:1] == "'" and value[1:2] in _FORMULA_STARTS else value
-
-
 def export_row(case: CaseStudy) -> dict[str, Any]:
     return {
         "slug": case.slug,
@@ -132,13 +118,15 @@ def export_csv() -> Iterator[str]:
     """The whole library as CSV (UTF-8 with a byte-order mark, which Excel needs)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS)
-    yield "\ufeff"
+    yield BOM
     writer.writeheader()
     for case in CaseStudy.objects.order_by("slug").iterator(chunk_size=500):
         row = export_row(case)
         writer.writerow(
             {
-                key: _cell(value) if isinstance(value, str) else ("" if value is None else value)
+                key: safe_cell(value)
+                if isinstance(value, str)
+                else ("" if value is None else value)
                 for key, value in row.items()
             }
         )
@@ -224,7 +212,7 @@ def read_rows(data: bytes, filename: str) -> list[dict[str, Any]]:
                     % {"number": number}
                 )
         # Undo the quote our own export puts before formula-like cells.
-        rows = [{key: _uncell(value) for key, value in row.items()} for row in rows]
+        rows = [{key: unsafe_cell(value) for key, value in row.items()} for row in rows]
     if not rows:
         raise Malformed(_("The file holds no cases."))
     if len(rows) > MAX_IMPORT_ROWS:

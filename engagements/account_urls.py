@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from engagements import accounts
+from engagements import accounts, digest_views, erasure_views
 
 app_name = "accounts"
 
@@ -31,4 +31,7 @@ urlpatterns = [
         "two-factor/backup-codes/", accounts.two_factor_backup_codes, name="two_factor_backup_codes"
     ),
     path("two-factor/disable/", accounts.two_factor_disable, name="two_factor_disable"),
+    path("preferences/", digest_views.preferences, name="preferences"),
+    path("erase/", erasure_views.erase, name="erase"),
+    path("erase/done/", erasure_views.erase_done, name="erase_done"),
 ]

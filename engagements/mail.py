@@ -276,9 +276,9 @@ def deliver(ids: Sequence[int]) -> Outcome:
                 later = timezone.now() + timedelta(seconds=wait)
                 _finish(row.pk, Email.Status.PENDING, describe(exc), next_try=later)
                 outcome.retry = [r.pk for r in rows[index:] if messages.get(r.pk) is not None]
-                Email.objects.filter(
-                    pk__in=outcome.retry[1:], status=Email.Status.PENDING
-                ).update(next_try=later)
+                Email.objects.filter(pk__in=outcome.retry[1:], status=Email.Status.PENDING).update(
+                    next_try=later
+                )
                 outcome.retry_in = wait
                 log.info("email %s deferred %ss: %s", row.pk, wait, describe(exc))
                 return outcome

@@ -18,6 +18,8 @@ OPEN_WHILE_PENDING = {
     "set_language",
     "healthz",
     "robots_txt",
+    # The one-click link in an email works whatever the state of the person's sign-in.
+    "engagements:unsubscribe",
 }
 
 

@@ -43,10 +43,23 @@ def memberships_for_user(*, user: AnyUser) -> list[Membership]:
     return list(Membership.objects.filter(user_id=user.pk).select_related("organisation"))
 
 
+# The username of an erased account (engagements.retention.erase_account): this, then random
+# hex; never an email address, which is what people's usernames are.
+ERASED_PREFIX = "deleted-"
+
+
 def display_name(user: Any) -> str:
     if user is None:
         return _("a former participant")
-    return str(user.get_full_name() or user.get_username())
+    # An erased account is known by its username, or by its profile when that is already
+    # loaded, so this never costs a query.
+    username = user.get_username()
+    profile = user._state.fields_cache.get("profile")
+    if (username.startswith(ERASED_PREFIX) and "@" not in username) or (
+        profile is not None and profile.erased
+    ):
+        return _("deleted participant")
+    return str(user.get_full_name() or username)
 
 
 # --- engagements ----------------------------------------------------------------------------

@@ -66,6 +66,7 @@ def run_outbox(outbox_id: int) -> str:
     from django.db.models import F
     from django.utils import timezone
 
+    from engagements.exports import EXPORT
     from engagements.models import Outbox
     from engagements.residents import FOLLOW_UP
 
@@ -78,6 +79,8 @@ def run_outbox(outbox_id: int) -> str:
                 return "skipped"
             if job.task == FOLLOW_UP:
                 _send_follow_up(job.object_id)
+            elif job.task == EXPORT:
+                _start_export(job.object_id)
             job.done = timezone.now()
             job.save(update_fields=["done"])
     except Exception:
@@ -163,3 +166,98 @@ def sweep_emails() -> int:
     ids = mail.owed()
     mail.enqueue(ids)
     return len(ids)
+
+
+# --- exports and retention (engagements/exports.py, engagements/retention.py) ---------------
+
+
+def _start_export(export_id: int) -> None:
+    """Hand an export to its own job, outside the outbox's transaction, so its progress shows."""
+    build_export.apply_async(args=(export_id,), retry=False)
+
+
+@shared_task(
+    name="engagements.build_export",
+    ignore_result=True,
+    soft_time_limit=540,
+    time_limit=600,  # both far below the broker's visibility timeout
+)
+def build_export(export_id: int) -> str:
+    """Write one export's file; a second copy waits for nothing and does nothing."""
+    from engagements import exports
+
+    return exports.build(export_id)
+
+
+@shared_task(
+    name="engagements.run_retention",
+    ignore_result=True,
+    soft_time_limit=540,
+    time_limit=600,
+)
+def run_retention() -> dict[str, int]:
+    """The nightly clean-up: resident input past its retention period, expired exports."""
+    from engagements import retention
+
+    return retention.run()
+
+
+# --- reflection sessions (engagements/sessions.py) ------------------------------------------
+
+
+@shared_task(
+    name="engagements.send_session_prompts",
+    ignore_result=True,
+    soft_time_limit=240,
+    time_limit=300,  # below the broker's visibility timeout, like the ledger's tasks
+)
+def send_session_prompts() -> int:
+    """Claim each session date whose prompt is due and owe its invitees one email each."""
+    from engagements import sessions
+
+    return sessions.prompts_send_due()
+
+
+@shared_task(
+    name="engagements.send_session_reminders",
+    ignore_result=True,
+    soft_time_limit=240,
+    time_limit=300,
+)
+def send_session_reminders() -> int:
+    """Claim each session date whose reminder is due; only those who did not reflect get one."""
+    from engagements import sessions
+
+    return sessions.reminders_send_due()
+
+
+# --- learning digests (engagements/digests.py) ----------------------------------------------
+
+
+@shared_task(
+    name="engagements.digests_due",
+    ignore_result=True,
+    soft_time_limit=240,
+    time_limit=300,  # below the broker's visibility timeout, like the ledger's tasks
+)
+def digests_due() -> int:
+    """Find each subscriber's and engagement's due digest not made yet; a job each."""
+    from engagements import digests
+
+    return digests.enqueue_due()
+
+
+@shared_task(
+    name="engagements.compile_digest",
+    ignore_result=True,
+    soft_time_limit=240,
+    time_limit=300,
+)
+def compile_digest(
+    scope: str, owner_id: int, frequency: str, first_day: str, timezone_name: str
+) -> str:
+    """Compile, keep and email one digest, once: a second copy finds it made and stops."""
+    from engagements import digests
+
+    digest = digests.make_digest(scope, owner_id, frequency, first_day, timezone_name)
+    return "made" if digest is not None else "skipped"

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from engagements import views
+from engagements import digest_views, export_views, session_views, views
 
 app_name = "engagements"
 
@@ -54,4 +54,33 @@ urlpatterns = [
         name="invitation_revoke",
     ),
     path("invitations/<str:token>/", views.invitation_accept, name="invitation_accept"),
+    # Reflection sessions. "schedule/", not "new/": cycles/<cycle>/<kind>/new/ is child_add.
+    path("engagements/<uuid:engagement>/sessions/", session_views.session_list, name="sessions"),
+    path(
+        "engagements/<uuid:engagement>/sessions/schedule/",
+        session_views.session_create,
+        name="session_create",
+    ),
+    path("cycles/<uuid:cycle>/sessions/", session_views.cycle_session_list, name="cycle_sessions"),
+    path(
+        "cycles/<uuid:cycle>/sessions/schedule/",
+        session_views.cycle_session_create,
+        name="cycle_session_create",
+    ),
+    path("sessions/<uuid:session>/", session_views.session_detail, name="session"),
+    path("sessions/<uuid:session>/edit/", session_views.session_edit, name="session_edit"),
+    path("sessions/<uuid:session>/cancel/", session_views.session_cancel, name="session_cancel"),
+    path(
+        "sessions/<uuid:session>/calendar.ics",
+        session_views.session_calendar,
+        name="session_calendar",
+    ),
+    path("email/unsubscribe/<str:signed>/", session_views.unsubscribe, name="unsubscribe"),
+    # Exports: the list and request page (anyone in the engagement), then the requester's own.
+    path("engagements/<uuid:engagement>/exports/", export_views.export_list, name="exports"),
+    path("exports/<uuid:export>/", export_views.export_detail, name="export"),
+    path("exports/<uuid:export>/download/", export_views.export_download, name="export_download"),
+    # Learning digests: the person's own and, for facilitators, their engagements'.
+    path("digests/", digest_views.digest_list, name="digests"),
+    path("digests/<uuid:digest>/", digest_views.digest_detail, name="digest"),
 ]

@@ -24,6 +24,26 @@ app.conf.beat_schedule = {
         "task": "engagements.sweep_emails",
         "schedule": 60.0,
     },
+    # Resident input past its engagement's retention period; expired export files.
+    "retention": {
+        "task": "engagements.run_retention",
+        "schedule": crontab(hour="2", minute="41"),
+    },
+    # Reflection sessions: each date is claimed before its emails are owed, so two beats
+    # running at once send nothing twice.
+    "session-prompts": {
+        "task": "engagements.send_session_prompts",
+        "schedule": 60.0,
+    },
+    "session-reminders": {
+        "task": "engagements.send_session_reminders",
+        "schedule": 60.0,
+    },
+    # Learning digests: each person's and engagement's latest due period, made once.
+    "digests": {
+        "task": "engagements.digests_due",
+        "schedule": crontab(minute="*/15"),
+    },
     "clear-expired-sessions": {
         "task": "hls.tasks.clear_expired_sessions",
         "schedule": crontab(hour="3", minute="17"),

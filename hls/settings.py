@@ -171,6 +171,14 @@ HLS_EMAIL_MAX_ATTEMPTS = env_int("HLS_EMAIL_MAX_ATTEMPTS", 8)
 HLS_EMAIL_CLAIM_STALE_SECONDS = env_int("HLS_EMAIL_CLAIM_STALE_SECONDS", 300)
 HLS_EMAIL_PENDING_GRACE_SECONDS = env_int("HLS_EMAIL_PENDING_GRACE_SECONDS", 600)
 
+# --- Exports (engagements/exports.py) -------------------------------------------------------
+
+# Where export files are written (and deleted once expired); how long a download link works;
+# the most rows (cycles, reflections and adaptations together) one export may hold.
+HLS_EXPORT_DIR = Path(env_str("HLS_EXPORT_DIR") or DATA_DIR / "exports")
+HLS_EXPORT_HOURS = env_int("HLS_EXPORT_HOURS", 24, minimum=1)
+HLS_EXPORT_MAX_ROWS = env_int("HLS_EXPORT_MAX_ROWS", 200_000, minimum=1)
+
 # --- Applications ---------------------------------------------------------------------------
 
 INSTALLED_APPS = [
@@ -231,7 +239,7 @@ TEMPLATES = [
                 "hls.context_processors.site",
                 "hls.context_processors.language_next",
             ],
-            "builtins": ["django.templatetags.i18n"],
+            "builtins": ["django.templatetags.i18n", "engagements.templatetags.people"],
         },
     }
 ]

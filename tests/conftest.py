@@ -146,6 +146,8 @@ class SmtpSink:
     replies: list[str] = field(default_factory=list)
     # Addresses refused at RCPT with this reply (e.g. "550 5.1.1 no such mailbox").
     refuse: dict[str, str] = field(default_factory=dict)
+    # Seconds to wait before answering each RCPT: a slow server, so a test can act mid-batch.
+    rcpt_delay: float = 0.0
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[Message]:
         import time
@@ -161,6 +163,10 @@ class _Collector:
         self.sink = sink
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.sink.rcpt_delay:
+            import asyncio
+
+            await asyncio.sleep(self.sink.rcpt_delay)
         if address in self.sink.refuse:
             return self.sink.refuse[address]
         envelope.rcpt_tos.append(address)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import time, timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -18,8 +18,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from engagements import residents, services, urls, views
-from engagements.models import AuditEvent, Invitation, LearningCycle, Membership
+from engagements import digests, exports, residents, services, sessions, urls, views
+from engagements.models import AuditEvent, Digest, Invitation, LearningCycle, Membership
 from tests.conftest import verified_client
 from tests.factories import MembershipFactory, UserFactory, totp_device
 
@@ -36,6 +36,7 @@ CYCLE_A_READERS = (200, 200, 200, 404, 404, LOGIN)  # cycle_a is private to org 
 CYCLE_A_MANAGERS = (200, 200, 404, 404, 404, LOGIN)  # practitioner_a did not start cycle_a
 REFLECTION_AUTHOR = (404, 200, 404, 404, 404, LOGIN)  # manager_a wrote the reflection
 ORG_A_MEMBERS = (404, 200, 200, 404, 404, LOGIN)  # the facilitator is not a member of org A
+REQUESTER_ONLY = (404, 200, 404, 404, 404, LOGIN)  # manager_a asked for the export
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,26 @@ ROWS = [
     Row("moderation", SIGNED_IN),
     # An empty POST is refused with a message and a redirect; outsiders to cycle_a get 404.
     Row("moderation_act", (302, 302, 404, 404, 404, LOGIN), method="post"),
+    # Reflection sessions: a session of cycle_a, scheduled by its manager.
+    Row("sessions", IN_ENGAGEMENT),
+    Row("session_create", FACILITATOR_ONLY),
+    Row("cycle_sessions", CYCLE_A_READERS),
+    Row("cycle_session_create", CYCLE_A_MANAGERS),
+    Row("session", CYCLE_A_READERS),
+    Row("session_edit", CYCLE_A_MANAGERS),
+    Row("session_calendar", CYCLE_A_READERS),
+    Row("session_cancel", (302, 302, 404, 404, 404, LOGIN), method="post"),
+    # No sign-in needed: the signed link in the email is the key.
+    Row("unsubscribe", (200, 200, 200, 200, 200, 200)),
+    # Exports: anyone in the engagement asks for one; only its requester (manager_a) opens it.
+    Row("exports", IN_ENGAGEMENT),
+    Row("export", REQUESTER_ONLY),
+    # htmx's 286 "stop polling": the export is ready.
+    Row("export", (404, 286, 404, 404, 404, LOGIN), htmx=True),
+    Row("export_download", REQUESTER_ONLY),
+    # Everyone signed in has a list of digests; an engagement digest is for its facilitators.
+    Row("digests", SIGNED_IN),
+    Row("digest", FACILITATOR_ONLY),
 ]
 CASES = [
     pytest.param(row, persona, expected, id=f"{row.label}-{persona}")
@@ -153,7 +174,28 @@ def things(world):
         follow_up_email="",
         language="en",
     )
+    session = sessions.session_create(
+        engagement=world.engagement,
+        cycle=cycle,
+        by=by,
+        invitees=[p.practitioner_a],
+        title="Monthly reflection",
+        first_date=timezone.localdate() + timedelta(days=3),
+        start_time=time(10, 0),
+    )
+    export, _ = exports.request_export(user=by, engagement=world.engagement, fmt="csv")
+    exports.build(export.pk)
+    digest, _ = digests.store(
+        scope=Digest.Scope.ENGAGEMENT,
+        owner_id=world.engagement.pk,
+        period=digests.latest_period("weekly", "Europe/London", timezone.now()),
+        content={},
+    )
     values = {
+        "session": session.public_id,
+        "signed": sessions.unsubscribe_token(p.practitioner_a.pk),
+        "export": export.public_id,
+        "digest": digest.public_id,
         "link": link.public_id,
         "reflection": resident_reflection.public_id,
         "engagement": world.engagement.public_id,

@@ -293,22 +293,25 @@ def private_redis(tmp_path: Path):
 
 @pytest.fixture
 def broker_on(private_redis):
-    """Point the Celery app (publisher and worker) at the private Redis, and back after."""
+    """Point the Celery app (publisher and worker) at the private Redis, and back after.
+
+    The app's own connection pools are set aside, not closed, and put back afterwards, so the
+    tests after this one publish through them as before.
+    """
     from hls.celery import app
 
-    def use(url: str) -> None:
-        conf: Any = app.conf  # celery-types marks these read-only; Celery allows setting them
-        conf.broker_url = conf.broker_write_url = conf.broker_read_url = url
-        celery: Any = app
-        if celery._pool is not None:
-            celery._pool.force_close_all()
-            celery._pool = None
-        celery.amqp._producer_pool = None
-
-    before = app.conf.broker_url
-    use(private_redis.url)
+    celery: Any = app  # celery-types marks these read-only or private; Celery allows it
+    conf: Any = app.conf
+    saved = (conf.broker_url, conf.broker_write_url, conf.broker_read_url)
+    pools = (celery._pool, celery.amqp._producer_pool)
+    conf.broker_url = conf.broker_write_url = conf.broker_read_url = private_redis.url
+    celery._pool = None
+    celery.amqp._producer_pool = None
     yield private_redis
-    use(before)
+    if celery._pool is not None:
+        celery._pool.force_close_all()
+    conf.broker_url, conf.broker_write_url, conf.broker_read_url = saved
+    celery._pool, celery.amqp._producer_pool = pools
 
 
 @pytest.mark.worker
