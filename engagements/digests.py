@@ -974,9 +974,58 @@ def _date_range(first: date, last: date) -> str:
     }
 
 
+def _current_texts(content: dict[str, Any]) -> dict[str, str]:
+    """The digest's reflections as they stand now, by public id: published ones only.
+
+    A digest is kept, but words withdrawn, hidden, removed in part or deleted by retention
+    since it was compiled must not live on in it; one query finds what is still there.
+    """
+    ids = {item.get("id") for item in content.get("reflections", [])}
+    for theme in content.get("themes", []):
+        ids.update(quote.get("reflection") for quote in theme.get("quotes", []))
+    wanted = [value for value in ids if value]
+    if not wanted:
+        return {}
+    return {
+        str(public_id): text
+        for public_id, text in Reflection.objects.filter(
+            public_id__in=wanted, moderation=Reflection.Moderation.PUBLISHED
+        ).values_list("public_id", "text")
+    }
+
+
+def _still_there(
+    items: Iterable[dict[str, Any]], key: str, texts: dict[str, str], field: str
+) -> list[dict[str, Any]]:
+    """The stored items whose reflection still stands, with its words as they are now."""
+    kept = []
+    for item in items:
+        now = texts.get(str(item.get(key)))
+        if now is None:
+            continue
+        stored = str(item.get(field, "")).strip("…").strip()
+        if stored and stored not in now and stored not in " ".join(now.split()):
+            # Changed since (a part removed): its words as they are now.
+            item = {**item, field: now[:TEXT_CHARS], "truncated": len(now) > TEXT_CHARS}
+        kept.append(item)
+    return kept
+
+
 def present(digest: Digest) -> DigestView:
-    """The stored content with labels in the active language (times stay aware, in UTC)."""
-    content = digest.content or {}
+    """The stored content with labels in the active language (times stay aware, in UTC).
+
+    Reflections and quotes are shown only while they still stand (see ``_current_texts``).
+    """
+    content = dict(digest.content or {})
+    texts = _current_texts(content)
+    content["reflections"] = _still_there(content.get("reflections", []), "id", texts, "text")
+    content["themes"] = [
+        {
+            **theme,
+            "quotes": _still_there(theme.get("quotes", []), "reflection", texts, "excerpt"),
+        }
+        for theme in content.get("themes", [])
+    ]
     roles = dict(Reflection.AuthorRole.choices)
     statuses = dict(Adaptation.Status.choices)
     tz = zone(digest.timezone)

@@ -18,6 +18,7 @@ from django.http import FileResponse, HttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods
 
 from engagements import access, exports
@@ -32,7 +33,7 @@ STOP_POLLING = 286
 
 class ExportForm(AccessibleFormMixin, forms.Form):
     format = forms.ChoiceField(
-        label=_("Format"),
+        label=gettext_lazy("Format"),
         choices=Export.Format.choices,
         initial=Export.Format.XLSX,
         widget=forms.RadioSelect,

@@ -235,8 +235,15 @@ def schedule_problems(
         return [Refused(_("Choose a time zone from the list."), "timezone")]
     problems = []
     today = now.astimezone(zoneinfo.ZoneInfo(zone)).date()
+    # Dates far outside the calendar the product works in stop here: nothing later could be
+    # worked out for them (year 9999 has no "two years later").
     if first_date > add_years(today, MAX_YEARS):
-        problems.append(Refused(_("Choose a date within the next two years."), "first_date"))
+        return [Refused(_("Choose a date within the next two years."), "first_date")]
+    if first_date < today - timedelta(days=400) and (
+        current is None or current.first_date != first_date
+    ):
+        message = _("This date and time has already passed. Choose a time in the future.")
+        return [Refused(message, "first_date")]
     message = ""
     if recurrence != Recurrence.ONCE:
         if repeat_until is None:

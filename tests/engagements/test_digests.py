@@ -129,6 +129,31 @@ def _stored(engagement, content, **fields) -> Digest:
     return Digest.objects.create(**values)
 
 
+def test_a_kept_digest_drops_words_hidden_withdrawn_or_deleted_since_and_shows_a_redaction(
+    world,
+):
+    p = world.personas
+    cycle = world.cycle_a
+    kept = reflect(cycle, "Families trust the nurses", IN_PERIOD, author=p.manager_a)
+    hidden = reflect(cycle, "Names a neighbour, Mrs Jones", IN_PERIOD, role="resident")
+    withdrawn = reflect(cycle, "Later withdrawn words", IN_PERIOD, role="resident")
+    redacted = reflect(cycle, "The nurses were late and Mr Smith shouted", IN_PERIOD)
+    digest = _stored(
+        world.engagement, digests.compile_engagement_digest(world.engagement, START, END)
+    )
+    assert len(digests.present(digest).reflections) == 4
+
+    Reflection.objects.filter(pk=hidden.pk).update(moderation="hidden")
+    withdrawn.delete()
+    Reflection.objects.filter(pk=redacted.pk).update(text="The nurses were late [removed]")
+
+    view = digests.present(digest)
+    shown = [entry.text for entry in view.reflections]
+    assert sorted(shown) == sorted([kept.text, "The nurses were late [removed]"])
+    quotes = [quote.text for theme in view.themes for quote in theme.quotes]
+    assert not any("Jones" in q or "withdrawn" in q or "Smith" in q for q in quotes)
+
+
 def test_a_personal_digest_holds_only_cycles_its_person_may_see(world):
     p = world.personas
     reflect(world.cycle_a, "About org A", IN_PERIOD, author=p.manager_a)

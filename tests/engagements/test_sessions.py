@@ -675,3 +675,30 @@ def test_a_manager_schedules_a_session_in_the_browser_and_every_page_is_accessib
     expect(page.get_by_role("heading", level=1)).to_have_text("Reminders stopped")
     assert_accessible(page, "on the unsubscribe confirmation")
     assert Profile.objects.get(user=p.practitioner_a).reminders is False
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"first_date": "9999-01-01", "recurrence": "weekly", "repeat_until": "9999-12-31"},
+            "within the next two years",
+        ),
+        (
+            {"first_date": "9999-12-31", "start_time": "23:30", "timezone": "America/New_York"},
+            "two years",
+        ),
+        (
+            {"first_date": "0001-01-01", "start_time": "00:30", "timezone": "Asia/Tbilisi"},
+            "already passed",
+        ),
+        ({"first_date": "0001-01-01", "timezone": "Europe/Kyiv"}, "already passed"),
+    ],
+)
+def test_dates_at_the_ends_of_the_calendar_get_a_message_not_a_500(world, now, overrides, message):
+    client = verified_client(world.personas.facilitator)
+    url = reverse("engagements:cycle_session_create", args=[world.cycle_a.public_id])
+    response = client.post(url, _form(world, **overrides))
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert not ReflectionSession.objects.exists()
