@@ -23,16 +23,10 @@ from django.views.decorators.http import require_GET, require_http_methods
 from engagements import access, digests
 from engagements.models import Digest, Profile
 from engagements.preference_forms import PreferencesForm
+from engagements.views import GET_POST, _parse_uuid
 from hls.lib.http import AuthedRequest
 
 PER_PAGE = 30
-
-
-def _parse_uuid(value: str | None) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value or "")
-    except ValueError:
-        return None
 
 
 @login_required
@@ -78,7 +72,7 @@ def digest_detail(request: AuthedRequest, digest: uuid.UUID) -> HttpResponse:
 
 
 @login_required
-@require_http_methods(["GET", "POST"])
+@require_http_methods(GET_POST)
 def preferences(request: AuthedRequest) -> HttpResponse:
     profile = digests.profile_for(request.user)
     form = PreferencesForm(request.POST or None, instance=profile)

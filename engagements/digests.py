@@ -899,8 +899,6 @@ class Theme:
 class DigestView:
     digest: Digest
     title: str
-    first_day: date
-    last_day: date
     timezone: str
     totals: dict[str, int]
     reflections: list[Entry]
@@ -1056,8 +1054,6 @@ def present(digest: Digest) -> DigestView:
     return DigestView(
         digest=digest,
         title=digest_title(digest),
-        first_day=timezone.localtime(digest.period_start, tz).date(),
-        last_day=timezone.localtime(digest.period_end, tz).date() - timedelta(days=1),
         timezone=tz.key,
         totals=content.get("totals", {}),
         reflections=[reflection(item) for item in content.get("reflections", [])],
@@ -1156,6 +1152,9 @@ def build_emails(rows: Sequence[Email]) -> dict[int, EmailMessage | None]:
         )
     )
     wanted = _still_wanted(rows, digests)
+    codes = dict(settings.LANGUAGES)
+    # An engagement digest reads the same for every facilitator of one language: made once.
+    rendered: dict[tuple[int, str], tuple[str, str, str]] = {}
     messages: dict[int, EmailMessage | None] = {}
     for row in rows:
         if row.pk not in wanted:
@@ -1163,18 +1162,25 @@ def build_emails(rows: Sequence[Email]) -> dict[int, EmailMessage | None]:
             continue
         digest = digests[row.object_id]
         language = (languages.get(row.user_id) if row.user_id else None) or settings.LANGUAGE_CODE
-        if language not in dict(settings.LANGUAGES):
+        if language not in codes:
             language = settings.LANGUAGE_CODE
-        messages[row.pk] = _message(digest, language)
+        key = (digest.pk, language)
+        if key not in rendered:
+            rendered[key] = _render(digest, language)
+        subject, text, html = rendered[key]
+        # A message of its own per row: the ledger sets its recipient and Message-ID.
+        message = EmailMultiAlternatives(subject, text, to=[])
+        message.attach_alternative(html, "text/html")
+        messages[row.pk] = message
     return messages
 
 
-def _message(digest: Digest, language: str) -> EmailMessage:
+def _render(digest: Digest, language: str) -> tuple[str, str, str]:
+    """The digest email's subject, text and HTML in ``language``."""
     with translation.override(language), timezone.override(zone(digest.timezone)):
         view = present(digest)
         context = {
             "view": view,
-            "site_url": settings.SITE_URL,
             "base_url": settings.SITE_URL,
             "link": settings.SITE_URL + reverse("engagements:digest", args=[digest.public_id]),
             "preferences": settings.SITE_URL + reverse("accounts:preferences"),
@@ -1183,6 +1189,4 @@ def _message(digest: Digest, language: str) -> EmailMessage:
         subject = " ".join(render_to_string("emails/digest_subject.txt", context).split())
         text = render_to_string("emails/digest.txt", context)
         html = render_to_string("emails/digest.html", context)
-    message = EmailMultiAlternatives(subject, text, to=[])
-    message.attach_alternative(html, "text/html")
-    return message
+    return subject, text, html

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from engagements import retention
 from engagements.services import Refused
+from engagements.views import GET_POST
 from hls.lib import ratelimit
 from hls.lib.forms import AccessibleFormMixin
 from hls.lib.http import AuthedRequest
@@ -50,7 +51,7 @@ class EraseAccountForm(AccessibleFormMixin, forms.Form):
 
 
 @login_required
-@require_http_methods(["GET", "POST"])
+@require_http_methods(GET_POST)
 def erase(request: AuthedRequest) -> HttpResponse:
     blockers = retention.erasure_blockers(request.user)
     form = EraseAccountForm(request.user, request.POST if request.method == "POST" else None)

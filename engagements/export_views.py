@@ -24,6 +24,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from engagements import access, exports
 from engagements.models import Export
 from engagements.services import Refused
+from engagements.views import GET_POST
 from hls.lib.forms import AccessibleFormMixin
 from hls.lib.http import AuthedRequest
 
@@ -41,13 +42,15 @@ class ExportForm(AccessibleFormMixin, forms.Form):
 
 
 @login_required
-@require_http_methods(["GET", "POST"])
+@require_http_methods(GET_POST)
 def export_list(request: AuthedRequest, engagement: uuid.UUID) -> HttpResponse:
     allowed = access.engagement_access(request.user, engagement)
     form = ExportForm(request.POST if request.method == "POST" else None)
     # A format that is not offered is bad input (400); a refusal is an answer (200).
-    status = 400 if request.method == "POST" and not form.is_valid() else 200
-    if request.method == "POST" and form.is_valid():
+    status = 200
+    if request.method == "POST" and not form.is_valid():
+        status = 400
+    elif request.method == "POST":
         try:
             export, created = exports.request_export(
                 user=request.user, engagement=allowed.engagement, fmt=form.cleaned_data["format"]

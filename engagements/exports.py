@@ -4,8 +4,7 @@ An export holds what its requester may see, and nothing more:
 
 - the learning cycles of the engagement they may see (``access.cycles_for``);
 - the reflections the journal shows them (published, or their own), with the author shown as
-  the journal shows it (``selectors.reflection_entry``'s rule, in ``AuthorLabels`` with its
-  labels worked out once per export; a test holds the two equal): anonymous ones carry no author,
+  the journal shows it (``selectors.author_label``): anonymous ones carry no author,
   pseudonymous ones the pseudonym, residents their first name only when they chose to give it;
   follow-up emails, receipt codes and submission keys never leave the database;
 - the adaptations of those cycles, citing only reflections the requester may see.
@@ -43,7 +42,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -54,7 +53,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import connection, transaction
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.utils import timezone, translation
 from django.utils.formats import number_format
 from django.utils.text import slugify
@@ -80,8 +79,10 @@ from engagements.models import (
     Profile,
     Reflection,
 )
+from engagements.residents import dispatch
 from engagements.services import Refused
 from hls.lib.spreadsheet import BOM, safe_cell
+from hls.lib.sql import try_advisory_lock
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +252,7 @@ def visible_reflections(user: AnyUser, engagement: Engagement) -> QuerySet[Refle
     """The journal's rule (``selectors.visible_reflections``) across the visible cycles."""
     return Reflection.objects.filter(
         cycle_id__in=visible_cycles(user, engagement).values("id")
-    ).filter(Q(moderation=Reflection.Moderation.PUBLISHED) | Q(author_id=user.pk))
+    ).filter(selectors.reflection_visibility(user))
 
 
 def visible_adaptations(user: AnyUser, engagement: Engagement) -> QuerySet[Adaptation]:
@@ -310,9 +311,7 @@ _REFLECTION_FIELDS = (
     "better_or_worse",
     "feeling",
     "language",
-    "moderation",
     "created",
-    "updated",
     "author__username",
     "author__first_name",
     "author__last_name",
@@ -329,32 +328,6 @@ def _labels(choices: Iterable[tuple[str, Any]]) -> dict[str, str]:
     return {value: str(label) for value, label in choices}
 
 
-class AuthorLabels:
-    """Who a reflection is shown as: ``selectors.reflection_entry``'s rule (the journal's),
-    with its labels and pseudonyms worked out once per export. A test holds the two equal."""
-
-    def __init__(self, engagement_id: int) -> None:
-        self.engagement_id = engagement_id
-        self.resident = _("A resident")
-        self.anonymous = _("Anonymous")
-        self.pseudonyms: dict[int, str] = {}
-
-    def __call__(self, reflection: Reflection) -> str:
-        identity = reflection.identity
-        if reflection.author_role == Reflection.AuthorRole.RESIDENT:
-            named = identity == Reflection.Identity.NAMED and reflection.first_name
-            return reflection.first_name if named else self.resident
-        if identity == Reflection.Identity.NAMED:
-            return selectors.display_name(reflection.author)
-        if identity == Reflection.Identity.PSEUDONYMOUS and reflection.author_id:
-            if reflection.author_id not in self.pseudonyms:
-                self.pseudonyms[reflection.author_id] = selectors.pseudonym(
-                    reflection.author_id, self.engagement_id
-                )
-            return self.pseudonyms[reflection.author_id]
-        return self.anonymous
-
-
 def _reflection_rows(user: AnyUser, engagement: Engagement, zone: ZoneInfo) -> Iterator[Row]:
     reflections = (
         visible_reflections(user, engagement)
@@ -362,7 +335,6 @@ def _reflection_rows(user: AnyUser, engagement: Engagement, zone: ZoneInfo) -> I
         .only(*_REFLECTION_FIELDS)
         .order_by("created", "id")
     )
-    author = AuthorLabels(engagement.pk)
     roles = _labels(Reflection.AuthorRole.choices)
     identities = _labels(Reflection.Identity.choices)
     principles = _labels(Principle.choices)
@@ -376,7 +348,7 @@ def _reflection_rows(user: AnyUser, engagement: Engagement, zone: ZoneInfo) -> I
             "organisation": reflection.cycle.organisation.name,
             "stage": reflection.stage.name,
             "experiment": reflection.experiment.title if reflection.experiment else "",
-            "author": author(reflection),
+            "author": selectors.author_label(reflection, engagement.pk),
             "author_role": roles.get(reflection.author_role, reflection.author_role),
             "identity": identities.get(reflection.identity, reflection.identity),
             "principles": [principles.get(p, p) for p in reflection.principles],
@@ -499,11 +471,7 @@ def _sheet_title(name: str) -> str:
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    return str(value)
+    return value.isoformat() if isinstance(value, date) else str(value)
 
 
 def write_json(path: Path, parts: Sections, engagement: Engagement) -> None:
@@ -593,13 +561,7 @@ def _enqueue(export: Export) -> None:
     Running an export's job twice is harmless (``build`` skips what is claimed or finished).
     """
     job = Outbox.objects.create(task=EXPORT, object_id=export.pk)
-
-    def enqueue() -> None:
-        from engagements.residents import dispatch
-
-        dispatch([job.pk])
-
-    transaction.on_commit(enqueue)
+    transaction.on_commit(lambda: dispatch([job.pk]))
 
 
 def export_for(user: AnyUser, public_id: uuid.UUID | str) -> Export:
@@ -626,8 +588,8 @@ def recent_exports(user: AnyUser, engagement: Engagement, limit: int = 10) -> li
     )
 
 
-def is_expired(export: Export, now: datetime | None = None) -> bool:
-    return export.status == Export.Status.EXPIRED or export.expires <= (now or timezone.now())
+def is_expired(export: Export) -> bool:
+    return export.status == Export.Status.EXPIRED or export.expires <= timezone.now()
 
 
 def is_finished(export: Export) -> bool:
@@ -678,25 +640,6 @@ def content_disposition(export: Export) -> str:
 # --- the job --------------------------------------------------------------------------------
 
 
-@contextmanager
-def _claimed(export_id: int) -> Iterator[bool]:
-    """Hold the export's advisory lock while the job runs; False if another job holds it.
-
-    The lock belongs to the database session, so a worker that dies releases it and the
-    redelivered job takes over.
-    """
-    key = (_LOCK_CLASS, export_id & 0x7FFFFFFF)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", key)
-        got = bool(cursor.fetchone()[0])
-    try:
-        yield got
-    finally:
-        if got:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", key)
-
-
 def _language(user_id: int) -> str:
     language = Profile.objects.filter(user_id=user_id).values_list("language", flat=True).first()
     codes = {code for code, _name in settings.LANGUAGES}
@@ -711,7 +654,8 @@ def _counted(rows: Iterable[Row], progress: Callable[[], None]) -> Iterator[Row]
 
 def build(export_id: int) -> str:
     """Make one export's file. Idempotent: a finished, expired or claimed export is skipped."""
-    with _claimed(export_id) as claimed:
+    # Held while the job runs: a second copy finds it taken; a dead worker's is released.
+    with try_advisory_lock((_LOCK_CLASS, export_id & 0x7FFFFFFF)) as claimed:
         if not claimed:
             return "busy"
         export = (
@@ -723,6 +667,12 @@ def build(export_id: int) -> str:
             Export.objects.filter(pk=export.pk).update(status=Export.Status.EXPIRED)
             return "expired"
         return _build(export)
+
+
+def delete_file(export: Export) -> None:
+    """Remove the export's file, if it has one."""
+    if export.file_name:
+        _remove(Path(settings.HLS_EXPORT_DIR) / Path(export.file_name).name)
 
 
 def _remove(path: Path) -> None:
@@ -811,8 +761,7 @@ def expire_due(now: datetime | None = None) -> int:
     due = Export.objects.filter(expires__lte=now).exclude(status=Export.Status.EXPIRED)
     folder = Path(settings.HLS_EXPORT_DIR)
     for export in due.only("id", "file_name").iterator(chunk_size=CHUNK_SIZE):
-        if export.file_name:
-            _remove(folder / Path(export.file_name).name)
+        delete_file(export)
         expired += Export.objects.filter(pk=export.pk).update(
             status=Export.Status.EXPIRED, file_name=""
         )

@@ -257,30 +257,21 @@ def deliver(ids: Sequence[int]) -> Outcome:
             try:
                 _send_one(connection, message, row)
             except Exception as exc:
-                failure = classify(exc)
+                failure, reason = classify(exc), describe(exc)
                 if failure is None:
-                    _finish(row.pk, Email.Status.PENDING, describe(exc))
+                    _finish(row.pk, Email.Status.PENDING, reason)
                     raise
-                attempts = row.attempts + 1
-                if failure is PermanentFailure:
-                    _finish(row.pk, Email.Status.FAILED, describe(exc))
+                if (
+                    failure is PermanentFailure
+                    or row.attempts + 1 >= settings.HLS_EMAIL_MAX_ATTEMPTS
+                ):
+                    _finish(row.pk, Email.Status.FAILED, reason)
                     outcome.failed += 1
-                    log.warning("email %s refused for good: %s", row.pk, describe(exc))
-                    continue
-                if attempts >= settings.HLS_EMAIL_MAX_ATTEMPTS:
-                    _finish(row.pk, Email.Status.FAILED, describe(exc))
-                    outcome.failed += 1
+                    log.warning("email %s not sent: %s", row.pk, reason)
                     continue
                 # The server asked us to wait: the rest of the batch waits with this one.
-                wait = backoff(attempts)
-                later = timezone.now() + timedelta(seconds=wait)
-                _finish(row.pk, Email.Status.PENDING, describe(exc), next_try=later)
                 outcome.retry = [r.pk for r in rows[index:] if messages.get(r.pk) is not None]
-                Email.objects.filter(pk__in=outcome.retry[1:], status=Email.Status.PENDING).update(
-                    next_try=later
-                )
-                outcome.retry_in = wait
-                log.info("email %s deferred %ss: %s", row.pk, wait, describe(exc))
+                outcome.retry_in = _defer(outcome.retry, row.attempts + 1, reason)
                 return outcome
             _finish(row.pk, Email.Status.SENT)
             outcome.sent += 1
@@ -289,9 +280,19 @@ def deliver(ids: Sequence[int]) -> Outcome:
     return outcome
 
 
+def _defer(ids: list[int], attempts: int, reason: str) -> int:
+    """Put the failed row (the first of ``ids``) and the rest back until its backoff ends."""
+    wait = backoff(attempts)
+    later = timezone.now() + timedelta(seconds=wait)
+    _finish(ids[0], Email.Status.PENDING, reason, next_try=later)
+    Email.objects.filter(pk__in=ids[1:], status=Email.Status.PENDING).update(next_try=later)
+    log.info("email %s deferred %ss: %s", ids[0], wait, reason)
+    return wait
+
+
 def _send_one(connection: Any, message: EmailMessage, row: Email) -> None:
     message.to = [row.recipient]
-    message.extra_headers.setdefault("Message-ID", f"<hls-{row.pk}-{row.kind}@{_domain()}>")
+    message.extra_headers.setdefault("Message-ID", f"<hls-{row.pk}-{row.kind}@{site_domain()}>")
     message.connection = connection
     # A connection the server dropped (421 closes it) is opened again for the next message.
     if getattr(connection, "connection", None) is None:
@@ -301,7 +302,8 @@ def _send_one(connection: Any, message: EmailMessage, row: Email) -> None:
         raise smtplib.SMTPServerDisconnected("the connection closed before the message was sent")
 
 
-def _domain() -> str:
+def site_domain() -> str:
+    """The site's host name, for Message-IDs and calendar UIDs."""
     from urllib.parse import urlsplit
 
     return urlsplit(settings.SITE_URL).hostname or "localhost"

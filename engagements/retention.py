@@ -30,13 +30,13 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import CharField, Count, Q, Value
 from django.db.models.functions import Cast, Concat
 from django.urls import reverse
@@ -61,6 +61,7 @@ from engagements.models import (
 from engagements.residents import FOLLOW_UP
 from engagements.selectors import ERASED_PREFIX
 from engagements.services import Refused
+from hls.lib.sql import try_advisory_lock
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,6 @@ class Outcome:
     exports_expired: int = 0
     engagements: int = 0
     finished: bool = True
-    by_engagement: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -163,11 +163,9 @@ def run(now: datetime | None = None) -> dict[str, int]:
     """The nightly job: every engagement's resident input, then expired exports."""
     now = now or timezone.now()
     outcome = Outcome()
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", _LOCK)
-        if not cursor.fetchone()[0]:
+    with try_advisory_lock(_LOCK) as got:
+        if not got:
             return {"busy": 1}
-    try:
         deadline = time.monotonic() + TIME_BUDGET_SECONDS
         engagements = Engagement.objects.only("id", "public_id", "retention_days").order_by("id")
         for engagement in engagements.iterator(chunk_size=500):
@@ -195,19 +193,12 @@ def run(now: datetime | None = None) -> dict[str, int]:
                 object_type="export",
                 count=outcome.exports_expired,
             )
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", _LOCK)
     if not outcome.finished:
         log.warning("retention stopped at its time budget; the next run carries on")
     return outcome.as_dict()
 
 
 # --- account erasure ------------------------------------------------------------------------
-
-
-def is_erased_username(username: str) -> bool:
-    return username.startswith(ERASED_PREFIX) and "@" not in username
 
 
 def erasure_blockers(user: Any) -> list[tuple[str, str]]:
@@ -308,9 +299,7 @@ def erase_account(*, user: Any) -> None:
     ReflectionSession.invitees.through.objects.filter(user_id=user.pk).delete()
     Digest.objects.filter(user=user).delete()
     for export in Export.objects.filter(requested_by=user).only("id", "file_name"):
-        path = exports.file_path(export)
-        if path is not None:
-            path.unlink(missing_ok=True)
+        exports.delete_file(export)
     Export.objects.filter(requested_by=user).delete()
     Email.objects.filter(user=user, status__in=[Email.Status.PENDING, Email.Status.SENDING]).update(
         status=Email.Status.SKIPPED

@@ -184,18 +184,27 @@ class ReflectionEntry:
     cases: tuple[CitedCase, ...] = ()
 
 
+def author_label(reflection: Reflection, engagement_id: int) -> str:
+    """Who a reflection is shown as, everywhere it is shown (journal, export)."""
+    if reflection.author_role == Reflection.AuthorRole.RESIDENT:
+        named = reflection.identity == Reflection.Identity.NAMED and reflection.first_name
+        return reflection.first_name if named else _("A resident")
+    if reflection.identity == Reflection.Identity.NAMED:
+        return display_name(reflection.author)
+    if reflection.identity == Reflection.Identity.PSEUDONYMOUS and reflection.author_id:
+        return pseudonym(reflection.author_id, engagement_id)
+    return _("Anonymous")
+
+
+def reflection_visibility(viewer: AnyUser) -> Q:
+    """The journal's rule: published reflections, and the viewer's own whatever their state."""
+    return Q(moderation=Reflection.Moderation.PUBLISHED) | Q(author_id=viewer.pk)
+
+
 def reflection_entry(
     reflection: Reflection, *, viewer: AnyUser, engagement_id: int
 ) -> ReflectionEntry:
-    if reflection.author_role == Reflection.AuthorRole.RESIDENT:
-        named = reflection.identity == Reflection.Identity.NAMED and reflection.first_name
-        label = reflection.first_name if named else _("A resident")
-    elif reflection.identity == Reflection.Identity.NAMED:
-        label = display_name(reflection.author)
-    elif reflection.identity == Reflection.Identity.PSEUDONYMOUS and reflection.author_id:
-        label = pseudonym(reflection.author_id, engagement_id)
-    else:
-        label = _("Anonymous")
+    label = author_label(reflection, engagement_id)
     return ReflectionEntry(
         public_id=reflection.public_id,
         text=reflection.text,
@@ -242,9 +251,7 @@ class Journal:
 
 
 def visible_reflections(cycle: LearningCycle, viewer: AnyUser) -> QuerySet[Reflection]:
-    return Reflection.objects.filter(cycle_id=cycle.pk).filter(
-        Q(moderation=Reflection.Moderation.PUBLISHED) | Q(author_id=viewer.pk)
-    )
+    return Reflection.objects.filter(cycle_id=cycle.pk).filter(reflection_visibility(viewer))
 
 
 def cycle_journal(*, user: AnyUser, cycle: LearningCycle) -> Journal:

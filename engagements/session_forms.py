@@ -11,13 +11,14 @@ from django.utils.translation import gettext_lazy as _
 from engagements import sessions
 from engagements.forms import VersionedForm, _timezones
 from engagements.models import Engagement, LearningCycle, ReflectionSession, SharedLink
+from engagements.selectors import display_name
 
 SINGLE_LINE = _("Use a single line, without line breaks or control characters.")
 
 
 class InviteeField(forms.ModelMultipleChoiceField):
     def label_from_instance(self, obj: Any) -> str:
-        name = sessions.person_name(obj)
+        name = display_name(obj)
         if not (obj.email or "").strip():
             return str(_("%(name)s (no email address)") % {"name": name})
         return name
@@ -146,7 +147,7 @@ class SessionForm(VersionedForm):
 
     def clean_invitees(self) -> list[Any]:
         people = list(self.cleaned_data["invitees"])
-        no_email = [sessions.person_name(p) for p in people if not (p.email or "").strip()]
+        no_email = [display_name(p) for p in people if not (p.email or "").strip()]
         if no_email:
             raise forms.ValidationError(sessions.no_email_message(no_email))
         return people
@@ -175,5 +176,4 @@ class SessionForm(VersionedForm):
         """The fields for the service, and the invitees apart."""
         values = self.changed_values()
         invitees = list(values.pop("invitees", []))
-        values.pop("version", None)
         return values, invitees

@@ -45,6 +45,7 @@ from django.utils.translation import gettext as _
 
 from engagements import mail
 from engagements.access import audit
+from engagements.forms import _timezones
 from engagements.models import (
     Email,
     Engagement,
@@ -58,6 +59,7 @@ from engagements.models import (
     SharedLink,
     Stage,
 )
+from engagements.selectors import display_name
 from engagements.services import Refused, _update_versioned
 
 Recurrence = ReflectionSession.Recurrence
@@ -80,12 +82,12 @@ class NonexistentTime(Refused):
             % {"time": at.strftime("%H:%M"), "date": _day(day), "zone": zone},
             field="start_time",
         )
-        self.day = day
 
 
-@cache  # the zone database is read from disk: once per process
+@cache
 def zone_names() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
+    """The zones the forms offer (``forms._timezones``, read from disk once per process)."""
+    return frozenset(name for name, _label in _timezones())
 
 
 def _day(day: date) -> str:
@@ -313,10 +315,6 @@ def invitee_candidates(
     )
 
 
-def person_name(user: Any) -> str:
-    return str(user.get_full_name() or user.get_username())
-
-
 def active_links(cycle: LearningCycle | None) -> QuerySet[SharedLink]:
     if cycle is None:
         return SharedLink.objects.none()
@@ -390,7 +388,7 @@ def _check(
         )
         if any(p.pk not in allowed for p in people):
             raise Refused(_("Invite only people who can see this cycle or engagement."), "invitees")
-        no_email = [person_name(p) for p in people if not (p.email or "").strip()]
+        no_email = [display_name(p) for p in people if not (p.email or "").strip()]
         if no_email:
             raise Refused(no_email_message(no_email), "invitees")
 
@@ -724,15 +722,9 @@ def reminders_set(*, user_id: int, on: bool) -> Profile:
 # --- calendars ------------------------------------------------------------------------------
 
 
-def _domain() -> str:
-    from urllib.parse import urlsplit
-
-    return urlsplit(settings.SITE_URL).hostname or "localhost"
-
-
 def occurrence_uid(session: ReflectionSession, starts_at: datetime) -> str:
     """The same for a date in the invitation and in the series download, so calendars merge."""
-    return f"{session.public_id}-{starts_at.astimezone(UTC):%Y%m%dT%H%M%SZ}@{_domain()}"
+    return f"{session.public_id}-{starts_at.astimezone(UTC):%Y%m%dT%H%M%SZ}@{mail.site_domain()}"
 
 
 def _session_url(session: ReflectionSession) -> str:
@@ -860,7 +852,7 @@ def _render(
             "reflect_url": f"{settings.SITE_URL}{reflect_url}",
             "session_url": _session_url(session),
             "link_label": link.label if link is not None and link.is_active else "",
-            "organiser": person_name(session.created_by) if session.created_by else "",
+            "organiser": display_name(session.created_by) if session.created_by else "",
             "is_organiser": organiser,
             "name": NAME_MARK,
             "unsubscribe_url": UNSUBSCRIBE_MARK,
@@ -950,7 +942,7 @@ def _build(rows: Sequence[Email], kind: str) -> dict[int, EmailMessage | None]:
                 attachments[occurrence.pk] = _invitation_part(occurrence)
             attachment = attachments[occurrence.pk]
         out[row.pk] = _message(
-            rendered[key], person_name(user), unsubscribe_url(user.pk), attachment
+            rendered[key], display_name(user), unsubscribe_url(user.pk), attachment
         )
     return out
 

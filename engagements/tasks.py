@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import smtplib
+from typing import Any
 
 from celery import shared_task
 from django.conf import settings
@@ -141,12 +142,15 @@ def sweep_outbox() -> int:
 
 # --- the email ledger (engagements/mail.py) -------------------------------------------------
 
+# Jobs that send or plan a batch: limits far below the broker's visibility timeout. The rest
+# run under the global limits in settings (CELERY_TASK_TIME_LIMIT), also below it.
+SHORT_JOB: dict[str, Any] = {"soft_time_limit": 240, "time_limit": 300}
+
 
 @shared_task(
     name="engagements.deliver_emails",
     ignore_result=True,
-    soft_time_limit=240,
-    time_limit=300,  # both far below the broker's visibility timeout
+    **SHORT_JOB,
 )
 def deliver_emails(email_ids: list[int]) -> dict[str, int]:
     """Send one batch of ledger rows; after a temporary failure, the rest go again later."""
@@ -179,8 +183,6 @@ def _start_export(export_id: int) -> None:
 @shared_task(
     name="engagements.build_export",
     ignore_result=True,
-    soft_time_limit=540,
-    time_limit=600,  # both far below the broker's visibility timeout
 )
 def build_export(export_id: int) -> str:
     """Write one export's file; a second copy waits for nothing and does nothing."""
@@ -192,8 +194,6 @@ def build_export(export_id: int) -> str:
 @shared_task(
     name="engagements.run_retention",
     ignore_result=True,
-    soft_time_limit=540,
-    time_limit=600,
 )
 def run_retention() -> dict[str, int]:
     """The nightly clean-up: resident input past its retention period, expired exports."""
@@ -208,8 +208,7 @@ def run_retention() -> dict[str, int]:
 @shared_task(
     name="engagements.send_session_prompts",
     ignore_result=True,
-    soft_time_limit=240,
-    time_limit=300,  # below the broker's visibility timeout, like the ledger's tasks
+    **SHORT_JOB,
 )
 def send_session_prompts() -> int:
     """Claim each session date whose prompt is due and owe its invitees one email each."""
@@ -221,8 +220,7 @@ def send_session_prompts() -> int:
 @shared_task(
     name="engagements.send_session_reminders",
     ignore_result=True,
-    soft_time_limit=240,
-    time_limit=300,
+    **SHORT_JOB,
 )
 def send_session_reminders() -> int:
     """Claim each session date whose reminder is due; only those who did not reflect get one."""
@@ -237,8 +235,7 @@ def send_session_reminders() -> int:
 @shared_task(
     name="engagements.digests_due",
     ignore_result=True,
-    soft_time_limit=240,
-    time_limit=300,  # below the broker's visibility timeout, like the ledger's tasks
+    **SHORT_JOB,
 )
 def digests_due() -> int:
     """Find each subscriber's and engagement's due digest not made yet; a job each."""
@@ -250,8 +247,7 @@ def digests_due() -> int:
 @shared_task(
     name="engagements.compile_digest",
     ignore_result=True,
-    soft_time_limit=240,
-    time_limit=300,
+    **SHORT_JOB,
 )
 def compile_digest(
     scope: str, owner_id: int, frequency: str, first_day: str, timezone_name: str

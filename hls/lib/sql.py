@@ -7,6 +7,8 @@ JSON and array adaptation), so hand-written statements cannot drift from the mod
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import connection
@@ -32,3 +34,20 @@ def insert_parts(obj: Model, **sql_values: str) -> tuple[str, str, list[Any]]:
         params.append(field.get_db_prep_save(value, connection))
         placeholders.append("%s")
     return ", ".join(columns), ", ".join(placeholders), params
+
+
+@contextmanager
+def try_advisory_lock(key: tuple[int, int]) -> Iterator[bool]:
+    """Hold a session-level PostgreSQL advisory lock for the block; False if another holds it.
+
+    The lock belongs to the database session, so a worker that dies releases it.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", key)
+        got = bool(cursor.fetchone()[0])
+    try:
+        yield got
+    finally:
+        if got:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", key)

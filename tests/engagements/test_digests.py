@@ -86,9 +86,12 @@ def test_reflections_are_shown_as_the_journal_shows_them_and_held_or_hidden_neve
         assert absent not in stored
     assert content["totals"]["reflections"] == 5
     # An anonymous or pseudonymous author is not kept in the digest in any form.
-    assert str(p.practitioner_a.pk) not in {
-        str(item["author"].get("name")) for item in content["reflections"]
+    authors = {item["text"]: item["author"] for item in content["reflections"]}
+    assert authors["Pseudonymous words"] == {
+        "kind": "pseudonymous",
+        "name": digests.pseudonym_code(p.practitioner_a.pk, cycle.engagement_id),
     }
+    assert authors["Anonymous words"] == {"kind": "anonymous", "name": ""}
     rows = Reflection.objects.filter(moderation="published").select_related(
         "author", "stage", "experiment"
     )

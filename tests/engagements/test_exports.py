@@ -212,7 +212,7 @@ def _check_content(fmt: str, parsed: dict[str, list[dict[str, Any]]], content: C
     assert quote_mark + FORMULA in texts
     # Unicode round-trips in every script.
     assert GEORGIAN in texts
-    assert by_text[ARMENIAN + "\twith a tab"]
+    assert ARMENIAN + "\twith a tab" in texts
     assert ROMANIAN in texts
     # Identity: named staff by name, pseudonym, anonymous without author, residents by choice.
     assert by_text[FORMULA]["author"] == selectors.display_name(p.manager_a)
@@ -382,11 +382,8 @@ def test_xlsx_string_cells_are_text_never_formulas(content):
 
 def test_a_second_copy_of_the_job_does_nothing(content):
     export = _export(content.world.personas.manager_a, content.world.engagement)
-    size = export.size
     assert exports.build(export.pk) == "skipped"
     assert exports.build(10**9) == "skipped"
-    export.refresh_from_db()
-    assert export.size == size
 
 
 def test_someone_who_left_the_engagement_gets_no_file(content):
@@ -458,7 +455,6 @@ def test_an_engagement_not_theirs_is_404(content):
 def test_an_expired_link_answers_410_with_a_way_to_make_a_new_one(content):
     world = content.world
     export = _export(world.personas.manager_a, world.engagement)
-    client = verified_client(world.personas.manager_a)
     with time_machine.travel(timezone.now() + timedelta(hours=25)):
         client = verified_client(world.personas.manager_a)
         response = client.get(reverse("engagements:export_download", args=[export.public_id]))
@@ -603,38 +599,6 @@ def test_a_member_exports_csv_in_the_browser_and_opens_it(content, celery_worker
     assert download.suggested_filename.startswith("Learning together ")
     data = download.path().read_bytes()
     _check_content("csv", _parse("csv", data), content)
-
-
-def test_authors_are_shown_exactly_as_the_journal_shows_them(world):
-    """exports.AuthorLabels is the journal's rule (selectors.reflection_entry), made fast."""
-    from engagements.models import Profile
-
-    p = world.personas
-    erased = p.manager_b
-    Profile.objects.create(user=erased, erased=timezone.now())
-    labels = exports.AuthorLabels(world.engagement.pk)
-    checked = 0
-    for role in Reflection.AuthorRole.values:
-        for identity in Reflection.Identity.values:
-            for author in (p.practitioner_a, erased, None):
-                for first_name in ("", "Ana"):
-                    reflection = Reflection(
-                        cycle=world.cycle_a,
-                        stage=world.cycle_a.stage,
-                        text="x",
-                        author=author,
-                        author_role=role,
-                        identity=identity,
-                        first_name=first_name,
-                        created=timezone.now(),
-                        updated=timezone.now(),
-                    )
-                    entry = selectors.reflection_entry(
-                        reflection, viewer=p.facilitator, engagement_id=world.engagement.pk
-                    )
-                    assert labels(reflection) == entry.author_label, (role, identity, author)
-                    checked += 1
-    assert checked == 4 * 3 * 3 * 2
 
 
 def test_a_folder_that_cannot_be_written_fails_the_export_visibly(content, settings, tmp_path):
