@@ -67,7 +67,7 @@ def digest_detail(request: AuthedRequest, digest: uuid.UUID) -> HttpResponse:
     return render(
         request,
         "engagements/digest_detail.html",
-        {"view": digests.present(found), "base_url": ""},
+        {"view": digests.present(found, request.user), "base_url": ""},
     )
 
 

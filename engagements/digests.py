@@ -34,6 +34,10 @@ plans the email in the ledger (``engagements.mail``), whose own unique row per r
 two beats, a retried job or two workers give one digest and one email. A digest with nothing
 new in it is kept (the app lists it) but not emailed, except a weekly one that names cycles
 gone quiet (see :func:`worth_emailing`).
+
+**Never twice.** A period already covered by the owner's latest digest is not made again,
+whatever the time zone or weekday was then; one partly covered starts where the last one
+ended (:func:`covered_until`). Jobs for one owner and frequency take turns on an advisory lock.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.db import connection, transaction
-from django.db.models import F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import F, Max, OuterRef, Q, QuerySet, Subquery
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -666,35 +670,48 @@ def worth_emailing(content: dict[str, Any], frequency: str) -> bool:
 
 
 def store(
-    *, scope: str, owner_id: int, period: Period, content: dict[str, Any]
+    *,
+    scope: str,
+    owner_id: int,
+    period: Period,
+    content: dict[str, Any],
+    start: datetime | None = None,
 ) -> tuple[Digest, bool]:
-    """Insert the digest unless its (scope, owner, frequency, period) row exists; say which.
+    """Insert the digest unless its (scope, owner, frequency, start) row exists; say which.
 
-    ``INSERT ... ON CONFLICT DO NOTHING``: of two jobs that compiled the same period at once,
-    one row is kept and both get it back.
+    ``start`` is the period's start unless an earlier digest already covered part of it (see
+    :func:`covered_until`). ``INSERT ... ON CONFLICT DO NOTHING``: of two jobs that compiled
+    the same period at once, one row is kept and both get it back.
     """
+    start = start or period.start
     owner = {"user_id": owner_id} if scope == Digest.Scope.USER else {"engagement_id": owner_id}
     digest = Digest(
         scope=scope,
         frequency=period.frequency,
-        period_start=period.start,
+        period_start=start,
         period_end=period.end,
         timezone=period.timezone,
         content=content,
         **owner,
     )
     Digest.objects.bulk_create([digest], ignore_conflicts=True)
-    kept = Digest.objects.get(
-        scope=scope, frequency=period.frequency, period_start=period.start, **owner
-    )
+    kept = Digest.objects.get(scope=scope, frequency=period.frequency, period_start=start, **owner)
     return kept, kept.public_id == digest.public_id
 
 
-def _existing(scope: str, owner_id: int, period: Period) -> bool:
+def covered_until(scope: str, owner_id: int, frequency: str) -> datetime | None:
+    """The end of the owner's latest digest of this frequency: no digest covers time twice.
+
+    Periods follow the person's time zone and weekday as they are now. After a change, the
+    latest period may overlap one already sent: if that digest reaches the period's end, the
+    period is done; if it reaches part of it, the new digest starts where it ended, so nothing
+    is sent twice and nothing falls between two digests.
+    """
     owner = {"user_id": owner_id} if scope == Digest.Scope.USER else {"engagement_id": owner_id}
-    return Digest.objects.filter(
-        scope=scope, frequency=period.frequency, period_start=period.start, **owner
-    ).exists()
+    found = Digest.objects.filter(scope=scope, frequency=frequency, **owner).aggregate(
+        end=Max("period_end")
+    )
+    return found["end"]
 
 
 def _subscribers() -> QuerySet[Profile]:
@@ -757,19 +774,26 @@ def due(now: datetime | None = None) -> list[Due]:
             wanted.append(Due(Digest.Scope.ENGAGEMENT, engagement_id, period))
     if not wanted:
         return []
-    starts = {item.period.start for item in wanted}  # a few: one per time zone and weekday
-    have = set(
-        Digest.objects.filter(period_start__in=starts).values_list(
-            "scope", "user_id", "engagement_id", "frequency", "period_start"
+    # The end of each owner's latest digest, among those that could reach a wanted period's
+    # end (see covered_until): a period ending before it is done already.
+    earliest = min(item.period.end for item in wanted)
+    ends = {
+        (scope, user, engagement, frequency): end
+        for scope, user, engagement, frequency, end in Digest.objects.filter(
+            period_end__gte=earliest
         )
-    )
+        .values_list("scope", "user_id", "engagement_id", "frequency")
+        .annotate(end=Max("period_end"))
+        .order_by()
+    }
 
-    def key(item: Due) -> tuple[Any, ...]:
+    def covered(item: Due) -> bool:
         user = item.owner_id if item.scope == Digest.Scope.USER else None
         engagement = item.owner_id if item.scope == Digest.Scope.ENGAGEMENT else None
-        return (item.scope, user, engagement, item.period.frequency, item.period.start)
+        end = ends.get((item.scope, user, engagement, item.period.frequency))
+        return end is not None and end >= item.period.end
 
-    return [item for item in wanted if key(item) not in have]
+    return [item for item in wanted if not covered(item)]
 
 
 def enqueue_due(now: datetime | None = None) -> int:
@@ -805,26 +829,37 @@ def make_digest(
         period = Period.starting(frequency, zone(timezone_name).key, date.fromisoformat(first_day))
     except ValueError:
         return None
-    if now < period.due or _existing(scope, owner_id, period):
+    covered = covered_until(scope, owner_id, frequency)
+    if now < period.due or (covered is not None and covered >= period.end):
         return None
+    start = max(period.start, covered) if covered is not None else period.start
     if scope == Digest.Scope.USER:
         profile = _subscribers().filter(user_id=owner_id).select_related("user").first()
         if profile is None or profile.digest != frequency:
             return None
-        content = compile_user_digest(profile.user, period.start, period.end)
+        content = compile_user_digest(profile.user, start, period.end)
         recipients = [mail.Recipient(profile.user.email, profile.user_id)]
         engagement_id = None
     elif scope == Digest.Scope.ENGAGEMENT and frequency == Frequency.WEEKLY:
         engagement = Engagement.objects.filter(pk=owner_id).first()
         if engagement is None:
             return None
-        content = compile_engagement_digest(engagement, period.start, period.end)
+        content = compile_engagement_digest(engagement, start, period.end)
         recipients = _facilitator_recipients(engagement)
         engagement_id = engagement.pk
     else:
         return None
     with transaction.atomic():
-        digest, created = store(scope=scope, owner_id=owner_id, period=period, content=content)
+        # One job at a time per owner and frequency, so two overlapping periods (a time zone
+        # changed between beats) cannot both be kept.
+        lock_key = f"digest:{scope}:{owner_id}:{frequency}"
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [lock_key])
+        if covered_until(scope, owner_id, frequency) != covered:
+            return None  # another job kept a digest meanwhile; the next beat looks again
+        digest, created = store(
+            scope=scope, owner_id=owner_id, period=period, content=content, start=start
+        )
         if created and worth_emailing(content, frequency):
             mail.plan(
                 Email.Kind.DIGEST,
@@ -1009,12 +1044,47 @@ def _still_there(
     return kept
 
 
-def present(digest: Digest) -> DigestView:
+def _cycle_id(item: dict[str, Any]) -> str:
+    return str((item.get("cycle") or {}).get("id", ""))
+
+
+def _for_reader(content: dict[str, Any], reader: Any) -> dict[str, Any]:
+    """The content with only the cycles ``reader`` may see now (``access.cycles_for``).
+
+    A kept digest outlives the access it was compiled under: someone who has since left an
+    organisation no longer reads its cycles' words, stage moves or adaptations in it.
+    """
+    lists = ("reflections", "moves", "adaptations", "quiet")
+    named = {_cycle_id(item) for key in lists for item in content.get(key, [])}
+    for theme in content.get("themes", []):
+        named.update(_cycle_id(quote) for quote in theme.get("quotes", []))
+    named.discard("")
+    visible = {
+        str(public_id)
+        for public_id in access.cycles_for(reader)
+        .filter(public_id__in=named)
+        .values_list("public_id", flat=True)
+    }
+    content = {
+        **content,
+        **{key: [i for i in content.get(key, []) if _cycle_id(i) in visible] for key in lists},
+    }
+    content["themes"] = [
+        {**theme, "quotes": [q for q in theme.get("quotes", []) if _cycle_id(q) in visible]}
+        for theme in content.get("themes", [])
+    ]
+    return content
+
+
+def present(digest: Digest, reader: Any = None) -> DigestView:
     """The stored content with labels in the active language (times stay aware, in UTC).
 
-    Reflections and quotes are shown only while they still stand (see ``_current_texts``).
+    Reflections and quotes are shown only while they still stand (see ``_current_texts``);
+    with a ``reader``, only of the cycles they may see now (see ``_for_reader``).
     """
     content = dict(digest.content or {})
+    if reader is not None:
+        content = _for_reader(content, reader)
     texts = _current_texts(content)
     content["reflections"] = _still_there(content.get("reflections", []), "id", texts, "text")
     content["themes"] = [
@@ -1143,7 +1213,7 @@ def build_emails(rows: Sequence[Email]) -> dict[int, EmailMessage | None]:
     digests = {
         d.pk: d
         for d in Digest.objects.filter(pk__in={row.object_id for row in rows}).select_related(
-            "engagement"
+            "engagement", "user"
         )
     }
     languages = dict(
@@ -1177,8 +1247,11 @@ def build_emails(rows: Sequence[Email]) -> dict[int, EmailMessage | None]:
 
 def _render(digest: Digest, language: str) -> tuple[str, str, str]:
     """The digest email's subject, text and HTML in ``language``."""
+    # A personal digest has one reader, who may have lost access since it was compiled; an
+    # engagement digest goes only to those who still facilitate it (_still_wanted).
+    reader = digest.user if digest.scope == Digest.Scope.USER else None
     with translation.override(language), timezone.override(zone(digest.timezone)):
-        view = present(digest)
+        view = present(digest, reader)
         context = {
             "view": view,
             "base_url": settings.SITE_URL,

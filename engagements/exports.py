@@ -12,7 +12,8 @@ An export holds what its requester may see, and nothing more:
 The request writes the :class:`~engagements.models.Export` row and an outbox row in one
 transaction; the job (``tasks.build_export``) claims the export with a PostgreSQL advisory lock,
 so a second copy of the job does nothing while the first runs and takes over if the first
-worker died. It reads the rows with ``.iterator()`` and writes them straight to a file under
+worker died. The outbox row is marked done when the job ends, not when it is handed to the
+broker, so the outbox sweeper starts again an export whose message was lost. It reads the rows with ``.iterator()`` and writes them straight to a file under
 ``HLS_EXPORT_DIR`` (a ``.part`` name, renamed when complete), saving its progress every
 ``PROGRESS_EVERY`` rows, so memory stays flat whatever the engagement's size.
 
@@ -97,6 +98,8 @@ PROGRESS_EVERY = 500
 _LOCK_CLASS = 0x45585054
 
 RUNNING = (Export.Status.QUEUED, Export.Status.RUNNING)
+# Kept in ``error`` while an export is made a second time after its worker died.
+RESTARTED = "restarted"
 
 CONTENT_TYPES: dict[str, str] = {
     Export.Format.CSV: "text/csv; charset=utf-8",
@@ -112,6 +115,7 @@ ERRORS = {
     ),
     "no_access": gettext_lazy("You no longer take part in this engagement."),
     "timeout": gettext_lazy("The export took too long and was stopped."),
+    "interrupted": gettext_lazy("The export was interrupted twice on our side and was stopped."),
     "failed": gettext_lazy("Something went wrong on our side while the export was made."),
 }
 
@@ -653,20 +657,38 @@ def _counted(rows: Iterable[Row], progress: Callable[[], None]) -> Iterator[Row]
 
 
 def build(export_id: int) -> str:
-    """Make one export's file. Idempotent: a finished, expired or claimed export is skipped."""
+    """Make one export's file. Idempotent: a finished, expired or claimed export is skipped.
+
+    Whatever the outcome, except "busy" (another copy is on it), the export's outbox rows are
+    marked done here, not when the job was handed to the broker: until then the outbox sweeper
+    hands the job out again, so a lost message or a killed worker cannot leave an export
+    waiting for ever. An export found half made (its worker died) is made again once; found
+    half made a second time, it fails, so a job the time limit kills is not retried endlessly.
+    """
     # Held while the job runs: a second copy finds it taken; a dead worker's is released.
     with try_advisory_lock((_LOCK_CLASS, export_id & 0x7FFFFFFF)) as claimed:
         if not claimed:
             return "busy"
-        export = (
-            Export.objects.select_related("engagement", "requested_by").filter(pk=export_id).first()
+        result = _claimed(export_id)
+        Outbox.objects.filter(task=EXPORT, object_id=export_id, done=None).update(
+            done=timezone.now()
         )
-        if export is None or export.status not in RUNNING:
-            return "skipped"
-        if is_expired(export):
-            Export.objects.filter(pk=export.pk).update(status=Export.Status.EXPIRED)
-            return "expired"
-        return _build(export)
+        return result
+
+
+def _claimed(export_id: int) -> str:
+    export = (
+        Export.objects.select_related("engagement", "requested_by").filter(pk=export_id).first()
+    )
+    if export is None or export.status not in RUNNING:
+        return "skipped"
+    if is_expired(export):
+        Export.objects.filter(pk=export.pk).update(status=Export.Status.EXPIRED)
+        return "expired"
+    restarted = export.status == Export.Status.RUNNING
+    if restarted and export.error == RESTARTED:
+        return _fail(export, "interrupted")
+    return _build(export, restarted=restarted)
 
 
 def delete_file(export: Export) -> None:
@@ -687,7 +709,7 @@ def _fail(export: Export, code: str) -> str:
     return code
 
 
-def _build(export: Export) -> str:
+def _build(export: Export, *, restarted: bool = False) -> str:
     from celery.exceptions import SoftTimeLimitExceeded
 
     user, engagement = export.requested_by, export.engagement
@@ -698,7 +720,10 @@ def _build(export: Export) -> str:
     if total > settings.HLS_EXPORT_MAX_ROWS:
         return _fail(export, "too_large")
     Export.objects.filter(pk=export.pk).update(
-        status=Export.Status.RUNNING, rows_total=total, rows_done=0, error=""
+        status=Export.Status.RUNNING,
+        rows_total=total,
+        rows_done=0,
+        error=RESTARTED if restarted else "",
     )
     name = f"{export.public_id}.{export.format}"
     final = Path(settings.HLS_EXPORT_DIR) / name
@@ -731,6 +756,7 @@ def _build(export: Export) -> str:
         return _fail(export, "failed")
     Export.objects.filter(pk=export.pk).update(
         status=Export.Status.DONE,
+        error="",
         rows_total=done,
         rows_done=done,
         file_name=name,

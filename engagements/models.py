@@ -840,6 +840,8 @@ class Email(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", _("Waiting to send")
         SENDING = "sending", _("Sending")
+        # The whole message is with the server; only the final "." is still to go (mail.py).
+        HANDED = "handed", _("Sending")
         SENT = "sent", _("Sent")
         FAILED = "failed", _("Could not be sent")
         SKIPPED = "skipped", _("Not needed")
@@ -876,7 +878,7 @@ class Email(models.Model):
             models.Index(
                 fields=["status", "created"],
                 name="email_unsent",
-                condition=models.Q(status__in=["pending", "sending"]),
+                condition=models.Q(status__in=["pending", "sending", "handed"]),
             ),
             models.Index(
                 fields=["engagement", "status"],
@@ -917,6 +919,8 @@ class Digest(models.Model):
 
     class Meta:
         ordering = ["-period_end", "-id"]
+        # The beat looks up the recent digests by their end (digests.due).
+        indexes = [models.Index(fields=["period_end"], name="digest_period_end")]
         verbose_name = _("learning digest")
         verbose_name_plural = _("learning digests")
         constraints = [

@@ -483,13 +483,15 @@ def occurrences_sync(session: ReflectionSession, *, now: datetime | None = None)
     wanted = {slot.starts_at: slot for slot in session_schedule(session)}
     kept_days: set[date] = set()
     open_rows: dict[datetime, SessionOccurrence] = {}
-    for occurrence in SessionOccurrence.objects.filter(session=session):
+    # Locked, in the caller's transaction: the beat that claims a date to prompt it either
+    # goes first (the date is then kept as prompted) or waits and sees the dates as changed.
+    for occurrence in SessionOccurrence.objects.select_for_update().filter(session=session):
         if occurrence.prompted is not None or occurrence.starts_at <= now:
             kept_days.add(occurrence.starts_at.astimezone(zone).date())
         else:
             open_rows[occurrence.starts_at] = occurrence
     gone = [o.pk for start, o in open_rows.items() if start not in wanted]
-    SessionOccurrence.objects.filter(pk__in=gone).delete()
+    SessionOccurrence.objects.filter(pk__in=gone, prompted=None).delete()
     changed, new = [], []
     for start, slot in wanted.items():
         if start <= now or slot.day in kept_days:

@@ -78,10 +78,15 @@ def run_outbox(outbox_id: int) -> str:
             job = Outbox.objects.select_for_update().filter(pk=outbox_id).first()
             if job is None or job.done is not None:
                 return "skipped"
+            if job.task == EXPORT:
+                # Marked done by the export's own job when it ends; until then the sweeper
+                # hands it out again every quarter of an hour, in case this message is lost.
+                _start_export(job.object_id)
+                job.enqueued = timezone.now()
+                job.save(update_fields=["enqueued"])
+                return "started"
             if job.task == FOLLOW_UP:
                 _send_follow_up(job.object_id)
-            elif job.task == EXPORT:
-                _start_export(job.object_id)
             job.done = timezone.now()
             job.save(update_fields=["done"])
     except Exception:
@@ -167,6 +172,7 @@ def sweep_emails() -> int:
     """Hand out again the ledger rows no worker is on (broker was down, a worker was lost)."""
     from engagements import mail
 
+    mail.settle_handed()
     ids = mail.owed()
     mail.enqueue(ids)
     return len(ids)

@@ -175,6 +175,53 @@ def test_a_personal_digest_holds_only_cycles_its_person_may_see(world):
     assert texts(p.manager_a) == {"About org A", "About org B"}
 
 
+def test_a_kept_personal_digest_shows_only_what_its_reader_may_see_now(world):
+    p = world.personas
+    reflect(world.cycle_a, "About org A", IN_PERIOD, author=p.manager_a)
+    reflect(world.cycle_b, "Shared by org B", IN_PERIOD, author=p.manager_b)
+    LearningCycle.objects.filter(pk=world.cycle_b.pk).update(visibility="engagement")
+    digest = Digest.objects.create(
+        scope="user",
+        user=p.manager_a,
+        frequency="daily",
+        period_start=START,
+        period_end=START + timedelta(days=1),
+        timezone="Europe/London",
+        content=digests.compile_user_digest(p.manager_a, START, END),
+    )
+    url = reverse("engagements:digest", args=[digest.public_id])
+    client = verified_client(p.manager_a)
+    page = client.get(url).content.decode()
+    assert "About org A" in page
+    assert "Shared by org B" in page
+
+    # Org B stops sharing its cycle: its words leave manager A's kept digest, page and email.
+    LearningCycle.objects.filter(pk=world.cycle_b.pk).update(visibility="organisation")
+    page = client.get(url).content.decode()
+    assert "About org A" in page
+    assert "Shared by org B" not in page
+    row = Email.objects.create(
+        kind="digest",
+        object_id=digest.pk,
+        recipient=p.manager_a.email,
+        period="x",
+        user=p.manager_a,
+    )
+    Profile.objects.update_or_create(user=p.manager_a, defaults={"digest": "daily"})
+    message = digests.build_emails([row])[row.pk]
+    assert message is not None
+    text = message.body
+    assert "About org A" in text
+    assert "Shared by org B" not in text
+    quotes = [q.text for theme in digests.present(digest, p.manager_a).themes for q in theme.quotes]
+    assert not any("org B" in quote for quote in quotes)
+
+    # Manager A leaves the organisation: their own digest still opens, with none of its words.
+    Membership.objects.filter(user=p.manager_a).delete()
+    page = client.get(url).content.decode()
+    assert "About org A" not in page
+
+
 def _members(organisation, n, role=Membership.Role.PRACTITIONER, prefix="m"):
     return [
         MembershipFactory(
@@ -572,12 +619,12 @@ def test_a_digest_compiled_twice_at_once_is_kept_and_emailed_once(transactional_
     reflect(world.cycle_a, "Something to say", utc(2026, 3, 29, 12), author=p.manager_a)
     period = digests.latest_period("daily", "Europe/London", utc(2026, 3, 30, 8))
     barrier = threading.Barrier(2)
-    real_store = digests.store
+    real_compile = digests.compile_user_digest
     results = []
 
-    def racing_store(**kwargs):
-        barrier.wait(timeout=10)  # both compiled; both insert now
-        return real_store(**kwargs)
+    def racing_compile(*args, **kwargs):
+        barrier.wait(timeout=10)  # both found no digest; both compile, then both store
+        return real_compile(*args, **kwargs)
 
     def one() -> None:
         try:
@@ -590,7 +637,7 @@ def test_a_digest_compiled_twice_at_once_is_kept_and_emailed_once(transactional_
             connection.close()
 
     with time_machine.travel(utc(2026, 3, 30, 8), tick=True):
-        digests.store = racing_store
+        digests.compile_user_digest = racing_compile
         try:
             threads = [threading.Thread(target=one) for _ in range(2)]
             for thread in threads:
@@ -598,7 +645,7 @@ def test_a_digest_compiled_twice_at_once_is_kept_and_emailed_once(transactional_
             for thread in threads:
                 thread.join(20)
         finally:
-            digests.store = real_store
+            digests.compile_user_digest = real_compile
     assert len({digest.pk for digest in results if digest is not None}) == 1
     assert Digest.objects.count() == 1
     assert Email.objects.filter(kind="digest").count() == 1
@@ -649,6 +696,44 @@ def test_the_digest_job_twice_sends_one_email_per_recipient(
     for message in by_recipient[p.facilitator.email]:
         html = message.get_payload()[1].get_payload(decode=True).decode()
         assert '<html lang="uk">' in html
+
+
+def _make_due_for(user) -> list[Digest]:
+    made = []
+    for item in digests.due():
+        if item.owner_id == user.pk and item.scope == "user":
+            digest = digests.make_digest(*item.task_args())
+            assert digest is not None
+            made.append(digest)
+    return made
+
+
+def test_a_new_time_zone_neither_repeats_nor_skips_part_of_a_digest(world):
+    p = world.personas
+    profile = subscribe(p.manager_a, "daily")
+    # 29 March in London (BST from 01:00 UTC) is 29 Mar 00:00 UTC to 29 Mar 23:00 UTC.
+    reflect(world.cycle_a, "Before the move", utc(2026, 3, 29, 12), author=p.manager_a)
+    # After London's 29 March, within Auckland's 30 March (UTC+13): no digest has it yet.
+    reflect(world.cycle_a, "Between the two", utc(2026, 3, 30, 2), author=p.manager_a)
+
+    def texts(digest: Digest) -> set[str]:
+        return {item["text"] for item in digest.content["reflections"]}
+
+    with time_machine.travel(utc(2026, 3, 30, 8), tick=False):
+        [london] = _make_due_for(p.manager_a)
+        assert texts(london) == {"Before the move"}
+        # They move to Auckland at once: its latest day, 29 March there, is already covered.
+        profile.timezone = "Pacific/Auckland"
+        profile.save()
+        assert _make_due_for(p.manager_a) == []
+        made = digests.make_digest("user", p.manager_a.pk, "daily", "2026-03-29", profile.timezone)
+        assert made is None
+    with time_machine.travel(utc(2026, 3, 31, 8), tick=False):
+        # Auckland's 30 March began before London's 29 March ended: it starts where that ended.
+        [auckland] = _make_due_for(p.manager_a)
+        assert auckland.period_start == london.period_end
+        assert texts(auckland) == {"Between the two"}
+    assert Email.objects.filter(kind="digest", user=p.manager_a).count() == 2
 
 
 def test_digests_are_not_made_before_they_are_due_or_for_the_wrong_frequency(world):

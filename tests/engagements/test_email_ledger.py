@@ -57,7 +57,7 @@ def _wait_until(predicate, timeout: float = 15.0) -> None:
 
 def _settled() -> bool:
     return not Email.objects.filter(
-        status__in=[Email.Status.PENDING, Email.Status.SENDING]
+        status__in=[Email.Status.PENDING, Email.Status.SENDING, Email.Status.HANDED]
     ).exists()
 
 

@@ -332,6 +332,61 @@ def test_an_export_asked_for_while_the_broker_is_down_runs_from_the_outbox(
     assert Export.objects.get(pk=export.pk).status == Export.Status.DONE
 
 
+@pytest.mark.worker
+def test_an_export_whose_job_message_was_lost_is_made_by_the_sweeper(content, transactional_db):
+    from celery.contrib.testing.worker import start_worker
+
+    from hls.celery import app
+
+    export, _created = exports.request_export(
+        user=content.world.personas.manager_a, engagement=content.world.engagement, fmt="csv"
+    )
+    job = Outbox.objects.get(task=exports.EXPORT)
+    # The outbox hands the job to the broker, and Redis loses the message before any worker
+    # takes it (a flush, a failover without persistence).
+    assert tasks.run_outbox(job.pk) == "started"
+    assert app.control.purge() >= 1
+    job.refresh_from_db()
+    assert job.done is None, "the outbox row waits for the export's own job to end"
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+        # Within the quarter of an hour the sweeper leaves it be; after it, hands it out again.
+        assert tasks.sweep_outbox() == 0
+        with time_machine.travel(timezone.now() + timedelta(minutes=16)):
+            assert tasks.sweep_outbox() == 1
+        _wait_until(lambda: _finished(export.pk))
+    assert Export.objects.get(pk=export.pk).status == Export.Status.DONE
+    job.refresh_from_db()
+    assert job.done is not None
+    with time_machine.travel(timezone.now() + timedelta(minutes=32)):
+        assert tasks.sweep_outbox() == 0
+
+
+def test_an_export_whose_worker_died_is_made_again_once_then_fails(content):
+    export, _created = exports.request_export(
+        user=content.world.personas.manager_a, engagement=content.world.engagement, fmt="csv"
+    )
+    # A worker started it and died (killed by the time limit, or the machine went down).
+    Export.objects.filter(pk=export.pk).update(status=Export.Status.RUNNING, rows_done=3)
+    assert exports.build(export.pk) == "done"
+    export.refresh_from_db()
+    assert export.status == Export.Status.DONE
+    assert export.error == ""
+    assert exports.file_path(export) is not None
+
+    second, _created = exports.request_export(
+        user=content.world.personas.manager_a, engagement=content.world.engagement, fmt="json"
+    )
+    # Died once, made again, and died again while being made the second time.
+    Export.objects.filter(pk=second.pk).update(
+        status=Export.Status.RUNNING, error=exports.RESTARTED
+    )
+    assert exports.build(second.pk) == "interrupted"
+    second.refresh_from_db()
+    assert second.status == Export.Status.FAILED
+    assert "interrupted twice" in exports.error_message(second)
+    assert not Outbox.objects.filter(task=exports.EXPORT, done=None).exists()
+
+
 # --- the job, run here ----------------------------------------------------------------------
 
 

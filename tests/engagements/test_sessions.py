@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 import time_machine
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -278,6 +280,62 @@ def test_editing_a_running_series_keeps_its_first_date(world):
                 by=world.personas.facilitator,
                 first_date=date(2027, 3, 14),
             )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_edit_racing_the_beat_for_a_date_neither_loses_nor_doubles_its_prompt(
+    world, monkeypatch
+):
+    with time_machine.travel(NOW, tick=False):
+        session = _session(world, recurrence="weekly", repeat_until=date(2027, 4, 4))
+    first = session.occurrences.order_by("starts_at")[0]
+    claimed, go = threading.Event(), threading.Event()
+    real_invitees = sessions._invitees
+
+    def held_invitees(of: ReflectionSession):
+        claimed.set()  # the beat has claimed the date and not yet committed
+        go.wait(10)
+        return real_invitees(of)
+
+    monkeypatch.setattr(sessions, "_invitees", held_invitees)
+    errors: list[BaseException] = []
+
+    def in_thread(work) -> threading.Thread:
+        def run() -> None:
+            try:
+                work()
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    with time_machine.travel(first.prompt_at + timedelta(minutes=1), tick=True):
+        beat = in_thread(lambda: sessions.plan_prompts(first.pk, send=False))
+        assert claimed.wait(10)
+        # Moving the series to 11:00 while the beat prompts the first date at 10:00.
+        edit = in_thread(
+            lambda: sessions.session_update(
+                session=ReflectionSession.objects.get(pk=session.pk),
+                version=session.version,
+                by=world.personas.facilitator,
+                start_time=time(11, 0),
+            )
+        )
+        edit.join(0.5)  # the edit waits for the beat's claim to commit
+        go.set()
+        beat.join(10)
+        edit.join(10)
+    assert errors == []
+    # The prompted date stays as invitees were told; no second date that day to prompt again.
+    assert _starts(session) == [_utc(2027, 3, 21, 10), _utc(2027, 3, 28, 10), _utc(2027, 4, 4, 10)]
+    assert SessionOccurrence.objects.get(pk=first.pk).prompted is not None
+    prompts = Email.objects.filter(kind="prompt")
+    assert set(prompts.values_list("object_id", flat=True)) == {first.pk}
+    assert prompts.count() == 2
 
 
 def test_a_cancelled_session_is_prompted_no_more(world, now):

@@ -156,3 +156,81 @@ def test_a_worker_killed_mid_batch_leaves_every_invitee_one_prompt(
     received = Counter(m["X-Envelope-To"] for m in smtp_sink.messages)
     assert received == Counter({f"invitee{i}@example.org": 1 for i in range(INVITEES)})
     assert not Email.objects.exclude(status=Email.Status.SENT).exists()
+
+
+# A process that sends one ledger row and kills itself with SIGKILL at a chosen point of the
+# SMTP exchange: right after the message's data (before the final "."), or right after the ".".
+_KILL_AT = r"""
+import os, signal, smtplib, sys
+import django
+django.setup()
+from django.core.mail import EmailMessage
+from engagements import mail
+
+point, email_id = sys.argv[1], int(sys.argv[2])
+mail.BUILDER_MODULES = ()
+mail.BUILDERS["prompt"] = lambda rows: {r.pk: EmailMessage("Hello", "Body", to=[]) for r in rows}
+real_send = smtplib.SMTP.send
+
+def send(self, data):
+    real_send(self, data)
+    data = data if isinstance(data, bytes) else data.encode()
+    last = data == b".\r\n"
+    if (point == "after_data" and b"Body" in data) or (point == "after_dot" and last):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+smtplib.SMTP.send = send
+mail.deliver([email_id])
+"""
+
+
+@pytest.mark.parametrize(
+    ("point", "left_as", "arrived_before_sweep"),
+    [("after_data", Email.Status.SENDING, 0), ("after_dot", Email.Status.HANDED, 1)],
+)
+def test_a_worker_killed_either_side_of_the_final_dot_leaves_exactly_one_email(
+    transactional_db, smtp_sink, monkeypatch, point, left_as, arrived_before_sweep
+):
+    from django.core.mail import EmailMessage
+
+    # The same plain message as the killed process's (the session's builder needs a session).
+    monkeypatch.setattr(sessions.mail, "BUILDER_MODULES", ())
+    monkeypatch.setitem(
+        sessions.mail.BUILDERS,
+        Email.Kind.PROMPT,
+        lambda rows: {r.pk: EmailMessage("Hello", "Body", to=[]) for r in rows},
+    )
+    [email_id] = sessions.mail.plan(
+        Email.Kind.PROMPT, 1, "p", [sessions.mail.Recipient("person@example.org")], send=False
+    )
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "EMAIL_URL": f"smtp://127.0.0.1:{smtp_sink.port}",
+        "DJANGO_SETTINGS_MODULE": "hls.settings",
+        "DJANGO_DEBUG": "true",
+    }
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILL_AT, point, str(email_id)],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    # A connection dropped inside DATA makes the server throw the message away; once it has
+    # the ".", the message is its to deliver.
+    # The sink's own thread records what it took (waiting long enough to see none come, too).
+    smtp_sink.wait_for(1, timeout=10 if arrived_before_sweep else 1)
+    assert len(smtp_sink.messages) == arrived_before_sweep
+    row = Email.objects.get(pk=email_id)
+    assert row.status == left_as
+    # Once the claim is stale, the sweeper settles the row: sent again, or counted as sent.
+    with time_machine.travel(timezone.now() + timedelta(minutes=6)):
+        sweeps = sessions.mail.settle_handed()
+        owed = sessions.mail.owed()
+        assert sessions.mail.deliver(owed).sent == (1 if left_as == Email.Status.SENDING else 0)
+    assert sweeps == (1 if left_as == Email.Status.HANDED else 0)
+    assert Email.objects.get(pk=email_id).status == Email.Status.SENT
+    assert [m["X-Envelope-To"] for m in smtp_sink.messages] == ["person@example.org"]
