@@ -44,6 +44,20 @@ class LoginView(auth_views.LoginView):
     form_class = LoginForm
     redirect_authenticated_user = True
 
+    def form_valid(self, form: Any) -> HttpResponse:
+        response = super().form_valid(form)
+        # The language they chose in Preferences follows them to a new browser.
+        from engagements.models import Profile
+
+        chosen = (
+            Profile.objects.filter(user_id=form.get_user().pk)
+            .values_list("language", flat=True)
+            .first()
+        )
+        if chosen and chosen in dict(settings.LANGUAGES):
+            set_language_cookie(response, chosen)
+        return response
+
     def get_success_url(self) -> str:
         target = safe_next(self.request, self.get_redirect_url(), reverse("home"))
         # Someone already signed in who is sent back here (an old tab, a bookmark) goes home
@@ -87,6 +101,21 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
 
 class PasswordResetCompleteView(auth_views.PasswordResetCompleteView):
     template_name = "accounts/password_reset_complete.html"
+
+
+def set_language_cookie(response: HttpResponse, language: str) -> None:
+    """Pages follow ``language`` from the next request on, as the language switcher does."""
+    samesite: Any = settings.LANGUAGE_COOKIE_SAMESITE
+    response.set_cookie(
+        settings.LANGUAGE_COOKIE_NAME,
+        language,
+        max_age=settings.LANGUAGE_COOKIE_AGE,
+        path=settings.LANGUAGE_COOKIE_PATH,
+        domain=settings.LANGUAGE_COOKIE_DOMAIN,
+        secure=settings.LANGUAGE_COOKIE_SECURE,
+        httponly=settings.LANGUAGE_COOKIE_HTTPONLY,
+        samesite=samesite,
+    )
 
 
 def _next_url(request: HttpRequest) -> str:

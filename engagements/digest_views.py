@@ -7,9 +7,7 @@ facilitators only. Anyone else gets 404 (``digests.digest_for`` asks ``engagemen
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -21,6 +19,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
 from engagements import access, digests
+from engagements.accounts import set_language_cookie
 from engagements.models import Digest, Profile
 from engagements.preference_forms import PreferencesForm
 from engagements.views import GET_POST, _parse_uuid
@@ -82,17 +81,6 @@ def preferences(request: AuthedRequest) -> HttpResponse:
         translation.activate(language)
         messages.success(request, _("Your preferences are saved."))
         response = redirect("accounts:preferences")
-        samesite: Any = settings.LANGUAGE_COOKIE_SAMESITE
-        # The pages follow the chosen language at once, as the language switcher does.
-        response.set_cookie(
-            settings.LANGUAGE_COOKIE_NAME,
-            language,
-            max_age=settings.LANGUAGE_COOKIE_AGE,
-            path=settings.LANGUAGE_COOKIE_PATH,
-            domain=settings.LANGUAGE_COOKIE_DOMAIN,
-            secure=settings.LANGUAGE_COOKIE_SECURE,
-            httponly=settings.LANGUAGE_COOKIE_HTTPONLY,
-            samesite=samesite,
-        )
+        set_language_cookie(response, language)
         return response
     return render(request, "accounts/preferences.html", {"form": form})

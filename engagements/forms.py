@@ -89,7 +89,12 @@ def parse_version(value: str | None) -> int | None:
 
 @cache  # the zoneinfo database is read from disk; once per process is enough
 def _timezones() -> list[tuple[str, str]]:
-    return [(name, name.replace("_", " ")) for name in sorted(zoneinfo.available_timezones())]
+    """Time zones named by a place (and UTC): not the system's aliases such as "localtime"."""
+    return [
+        (name, name.replace("_", " "))
+        for name in sorted(zoneinfo.available_timezones())
+        if "/" in name or name == "UTC"
+    ]
 
 
 class VersionedForm(AccessibleFormMixin, forms.ModelForm):

@@ -11,11 +11,6 @@ from engagements.models import Profile
 from hls.lib.forms import AccessibleFormMixin
 
 
-def _places() -> list[tuple[str, str]]:
-    """Time zones named by a place (and UTC): not the system's aliases such as "localtime"."""
-    return [(name, label) for name, label in _timezones() if "/" in name or name == "UTC"]
-
-
 class PreferencesForm(AccessibleFormMixin, forms.ModelForm):
     language = forms.ChoiceField(
         label=_("Language"),
@@ -28,7 +23,7 @@ class PreferencesForm(AccessibleFormMixin, forms.ModelForm):
     )
     timezone = forms.ChoiceField(
         label=_("Time zone"),
-        choices=_places,
+        choices=_timezones,
         help_text=_("Digests cover whole days in this time zone and arrive after 07:00."),
         error_messages={
             "required": _("Choose a time zone."),

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 import time_machine
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -26,7 +27,7 @@ from engagements.models import (
 )
 from engagements.tasks import digests_due
 from tests.conftest import verified_client
-from tests.factories import MembershipFactory, UserFactory
+from tests.factories import PASSWORD, MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -884,6 +885,15 @@ def test_preferences_are_saved_and_the_chosen_language_follows(personas):
     )
     assert profile.reminders is False
     assert '<html lang="uk">' in client.get(url).content.decode()
+
+    # Signing in on another browser brings the chosen language with it.
+    elsewhere = Client(HTTP_ACCEPT_LANGUAGE="en")
+    signed_in = elsewhere.post(
+        reverse("accounts:login"),
+        {"username": personas.practitioner_a.username, "password": PASSWORD},
+    )
+    assert signed_in.status_code == 302
+    assert signed_in.cookies["django_language"].value == "uk"
 
 
 GOOD = {
