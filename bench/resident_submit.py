@@ -588,6 +588,7 @@ def clear_bench_redis(url: str, had_keys: int) -> None:
 def main() -> None:
     link, token = seed()
     cycle = link.cycle
+    assert cycle is not None  # a reflection link
     live_redis = _harness.redis_url_for_db(
         os.environ.get("REDIS_URL", settings.REDIS_URL), BENCH_REDIS_DB
     )

@@ -14,6 +14,9 @@ from engagements.models import (
     EngagementPartner,
     Experiment,
     Factor,
+    HealthResponse,
+    HealthRound,
+    HealthScore,
     Invitation,
     LearningCycle,
     Membership,
@@ -188,12 +191,20 @@ class AuditEventAdmin(admin.ModelAdmin):
 
 @admin.register(SharedLink)
 class SharedLinkAdmin(admin.ModelAdmin):
-    list_display = ["label", "token_prefix", "cycle", "expires", "submissions", "revoked"]
+    list_display = [
+        "label",
+        "token_prefix",
+        "cycle",
+        "health_round",
+        "expires",
+        "submissions",
+        "revoked",
+    ]
     list_filter = ["moderation_mode"]
     search_fields = ["label", "token_prefix"]
     exclude = ["token_hash"]
     readonly_fields = ["token_prefix", "submissions", "last_used"]
-    autocomplete_fields = ["cycle", "created_by", "revoked_by"]
+    autocomplete_fields = ["cycle", "health_round", "created_by", "revoked_by"]
 
 
 @admin.register(ModerationEvent)
@@ -220,3 +231,27 @@ class WithdrawnSubmissionAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+# --- health check (issue 7) --------------------------------------------------------------------
+
+
+class HealthScoreInline(admin.TabularInline):
+    model = HealthScore
+    extra = 0
+
+
+@admin.register(HealthRound)
+class HealthRoundAdmin(admin.ModelAdmin):
+    list_display = ["title", "engagement", "cycle", "opened", "closes_on", "closed"]
+    search_fields = ["title", "engagement__title", "cycle__title"]
+    autocomplete_fields = ["engagement", "cycle", "opened_by", "closed_by"]
+
+
+@admin.register(HealthResponse)
+class HealthResponseAdmin(admin.ModelAdmin):
+    list_display = ["round", "perspective", "created", "updated"]
+    list_filter = ["perspective"]
+    autocomplete_fields = ["round", "respondent", "shared_link"]
+    exclude = ["submission_key"]
+    inlines = [HealthScoreInline]

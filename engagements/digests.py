@@ -13,7 +13,8 @@ facilitators). Either way it holds, for its period:
 - reflections by author role and by organisation, each group shown as "fewer than 5" when
   fewer than ``MIN_CONTRIBUTORS`` people stand behind it (see :func:`_suppress`);
 - cycles that moved stage (or started), adaptations recorded, cycles gone quiet (active, and
-  no published reflection for ``QUIET_WEEKS`` weeks), and health-check changes (none yet).
+  no published reflection for ``QUIET_WEEKS`` weeks), and the health-check rounds closed in
+  the period, with their headline figures (``health.digest_items``, the same suppression).
 
 The content is stored language-neutral (codes, names, ISO times); :func:`present` turns it
 into labels in the reader's language and times in the digest's time zone.
@@ -63,7 +64,7 @@ from django.utils import timezone, translation
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 
-from engagements import access, mail, selectors
+from engagements import access, dashboard, health, mail, selectors
 from engagements.models import (
     Adaptation,
     Digest,
@@ -267,7 +268,7 @@ PERIOD = (
 def _compile(
     scope: QuerySet[LearningCycle], start: datetime, end: datetime, quiet_weeks: int
 ) -> dict[str, Any]:
-    """Seven queries, whatever the number of reflections: every count is made in SQL."""
+    """Eight queries, whatever the number of reflections: every count is made in SQL."""
     quiet_since = end - timedelta(weeks=quiet_weeks)
     last = (
         Reflection.objects.filter(
@@ -329,14 +330,19 @@ def _compile(
             }
             for last_at, created, cycle in quiet[:MAX_ITEMS]
         ],
-        # Health checks arrive with a later issue; the slot is here so readers need no change.
         "health_checks": [],
     }
     if not cycles:
         return content
+    content["health_checks"] = health.digest_items(
+        cycle_ids=list(cycles),
+        engagement_ids={cycle.engagement_id for cycle in cycles.values()},
+        start=start,
+        end=end,
+    )
     params = {"cycles": list(cycles), "start": start, "end": end}
     with connection.cursor() as cursor:
-        _counts(cursor, params, cycles, content)
+        _counts(params, cycles, content)
         if content["totals"]["reflections"]:
             content["reflections"] = _newest(cursor, params, cycles)
             content["themes"] = _themes(cursor, params, cycles, content["totals"]["reflections"])
@@ -347,40 +353,33 @@ def _compile(
     return content
 
 
-def _counts(
-    cursor: Any, params: dict[str, Any], cycles: dict[int, _Cycle], content: dict[str, Any]
-) -> None:
-    """Totals and the two breakdowns in one pass (GROUPING SETS)."""
-    t = _tables()
-    cursor.execute(
-        f"""
-        SELECT GROUPING(r.author_role), GROUPING(c.organisation_id), r.author_role,
-               c.organisation_id, count(*), count(DISTINCT coalesce(r.author_id, -r.id)),
-               count(DISTINCT r.cycle_id)
-        FROM {t["reflection"]} r JOIN {t["cycle"]} c ON c.id = r.cycle_id
-        WHERE {PERIOD}
-        GROUP BY GROUPING SETS ((), (r.author_role), (c.organisation_id))
-        """,  # noqa: S608 (table names from the models; values are parameters)
-        params,
+def _counts(params: dict[str, Any], cycles: dict[int, _Cycle], content: dict[str, Any]) -> None:
+    """Totals and the two breakdowns in one pass: the count every page shares.
+
+    ``dashboard.reflection_counts`` is the one count of published reflections and the people
+    behind them, so the dashboard, this digest and the export agree (DESIGN.md §8).
+    """
+    counts = dashboard.reflection_counts(
+        cycles=params["cycles"], start=params["start"], end=params["end"], breakdown=True
+    )
+    content["totals"].update(
+        reflections=counts.reflections, contributors=counts.contributors, cycles=counts.cycles
     )
     names = {c.organisation_id: c.organisation for c in cycles.values()}
-    by_role, by_organisation = [], []
-    for role_set, org_set, role, organisation_id, n, people, n_cycles in cursor.fetchall():
-        if role_set and org_set:
-            content["totals"].update(reflections=n, contributors=people, cycles=n_cycles)
-        elif not role_set:
-            by_role.append({"role": role, "reflections": n, "contributors": people})
-        else:
-            by_organisation.append(
-                {
-                    "organisation": names.get(organisation_id, ""),
-                    "reflections": n,
-                    "contributors": people,
-                }
-            )
-    order = {role: i for i, role in enumerate(Reflection.AuthorRole.values)}
-    by_role.sort(key=lambda row: order.get(row["role"], len(order)))
-    by_organisation.sort(key=lambda row: (-row["reflections"], row["organisation"]))
+    by_role: list[dict[str, Any]] = [  # in the roles' order
+        {"role": g.key, "reflections": g.reflections, "contributors": g.contributors}
+        for g in counts.by_role
+    ]
+    by_organisation: list[dict[str, Any]] = [
+        {
+            "organisation": names.get(g.key, ""),
+            "reflections": g.reflections,
+            "contributors": g.contributors,
+        }
+        for g in counts.by_organisation
+    ]
+    # By name, never by count: a digest is not a league table of organisations.
+    by_organisation.sort(key=lambda row: row["organisation"])
     content["by_role"] = _suppress(by_role)
     content["by_organisation"] = _suppress(by_organisation)
 
@@ -1058,6 +1057,7 @@ def _for_reader(content: dict[str, Any], reader: Any) -> dict[str, Any]:
     named = {_cycle_id(item) for key in lists for item in content.get(key, [])}
     for theme in content.get("themes", []):
         named.update(_cycle_id(quote) for quote in theme.get("quotes", []))
+    named.update(_cycle_id(item) for item in content.get("health_checks", []))
     named.discard("")
     visible = {
         str(public_id)
@@ -1072,6 +1072,12 @@ def _for_reader(content: dict[str, Any], reader: Any) -> dict[str, Any]:
     content["themes"] = [
         {**theme, "quotes": [q for q in theme.get("quotes", []) if _cycle_id(q) in visible]}
         for theme in content.get("themes", [])
+    ]
+    # A round of a whole engagement names no cycle: it stays.
+    content["health_checks"] = [
+        item
+        for item in content.get("health_checks", [])
+        if not item.get("cycle") or _cycle_id(item) in visible
     ]
     return content
 
@@ -1170,7 +1176,9 @@ def present(digest: Digest, reader: Any = None) -> DigestView:
             )
             for item in content.get("quiet", [])
         ],
-        health_checks=list(content.get("health_checks", [])),
+        health_checks=[
+            health.Headline.from_json(item) for item in content.get("health_checks", [])
+        ],
         quiet_weeks=int(content.get("quiet_weeks", QUIET_WEEKS)),
         min_contributors=int(content.get("min_contributors", MIN_CONTRIBUTORS)),
         has_news=has_news(content),

@@ -66,7 +66,7 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 
-from engagements import access, selectors
+from engagements import access, dashboard, selectors
 from engagements.models import (
     Adaptation,
     Change,
@@ -253,10 +253,11 @@ def visible_cycles(user: AnyUser, engagement: Engagement) -> QuerySet[LearningCy
 
 
 def visible_reflections(user: AnyUser, engagement: Engagement) -> QuerySet[Reflection]:
-    """The journal's rule (``selectors.visible_reflections``) across the visible cycles."""
-    return Reflection.objects.filter(
-        cycle_id__in=visible_cycles(user, engagement).values("id")
-    ).filter(selectors.reflection_visibility(user))
+    """The journal's rule (``selectors.visible_reflections``) across the visible cycles.
+
+    The same set ``dashboard.reflection_counts`` counts for this reader (``count_rows``).
+    """
+    return dashboard.counted_reflections(visible_cycles(user, engagement), viewer=user)
 
 
 def visible_adaptations(user: AnyUser, engagement: Engagement) -> QuerySet[Adaptation]:
@@ -264,9 +265,15 @@ def visible_adaptations(user: AnyUser, engagement: Engagement) -> QuerySet[Adapt
 
 
 def count_rows(user: AnyUser, engagement: Engagement) -> int:
+    """Cycles, reflections and adaptations the file will hold.
+
+    The reflections are counted by ``dashboard.reflection_counts``, the count the dashboard
+    and the digest show too, with the journal's rule for this reader (``visible_reflections``).
+    """
+    cycles = visible_cycles(user, engagement)
     return (
-        visible_cycles(user, engagement).count()
-        + visible_reflections(user, engagement).count()
+        cycles.count()
+        + dashboard.reflection_counts(cycles=cycles, viewer=user).reflections
         + visible_adaptations(user, engagement).count()
     )
 

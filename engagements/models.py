@@ -5,6 +5,7 @@ import uuid
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 
@@ -492,7 +493,22 @@ class Reflection(models.Model):
         ordering = ["created", "id"]
         verbose_name = _("reflection")
         verbose_name_plural = _("reflections")
-        indexes = [models.Index(fields=["cycle", "created"])]
+        indexes = [
+            models.Index(fields=["cycle", "created"]),
+            # The dashboard's and the digest's counts read only this index (dashboard.py).
+            models.Index(
+                fields=["cycle", "created"],
+                include=["author", "author_role"],
+                condition=models.Q(moderation="published"),
+                name="reflection_published",
+            ),
+            # Residents' words waiting for review, counted on every dashboard.
+            models.Index(
+                fields=["cycle"],
+                condition=models.Q(moderation="held", author_role="resident"),
+                name="reflection_held",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_author_role_display()} reflection on {self.cycle}"
@@ -537,6 +553,7 @@ class Adaptation(models.Model):
         ordering = ["created", "id"]
         verbose_name = _("adaptation")
         verbose_name_plural = _("adaptations")
+        indexes = [models.Index(fields=["cycle", "created"], name="adaptation_cycle_created")]
 
     def __str__(self) -> str:
         return self.what_changed[:60]
@@ -571,7 +588,21 @@ class SharedLink(models.Model):
         HOLD = "hold", _("Hold each reflection for review")
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    cycle = models.ForeignKey(LearningCycle, on_delete=models.CASCADE, related_name="shared_links")
+    # A link is for reflections on one cycle, or for answers to one health-check round.
+    cycle = models.ForeignKey(
+        LearningCycle,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="shared_links",
+    )
+    health_round = models.ForeignKey(
+        "HealthRound",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="shared_links",
+    )
     label = models.CharField(_("label"), max_length=120)
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
     token_prefix = models.CharField(max_length=8, editable=False)
@@ -595,6 +626,13 @@ class SharedLink(models.Model):
         ordering = ["-created"]
         verbose_name = _("shared link")
         verbose_name_plural = _("shared links")
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(cycle__isnull=False, health_round__isnull=True)
+                | models.Q(cycle__isnull=True, health_round__isnull=False),
+                name="shared_link_for_cycle_or_health_round",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.label} ({self.token_prefix}…)"
@@ -980,3 +1018,170 @@ class Export(models.Model):
 
     def __str__(self) -> str:
         return f"{self.format} export of {self.engagement_id} ({self.status})"
+
+
+# --- issue 7: the HLS system health check (engagements.health) --------------------------------
+
+
+class BehaviourGroup(models.TextChoices):
+    PERSPECTIVE = "perspective", _("Perspective")
+    PARTICIPATION = "participation", _("Participation")
+    POWER = "power", _("Power")
+
+
+class Behaviour(models.TextChoices):
+    """The nine Lankelly Chase system behaviours. The keys are stored: never rename them."""
+
+    INTERCONNECTED = (
+        "interconnected",
+        _("People see themselves as part of an interconnected whole"),
+    )
+    STRENGTHS = "strengths", _("People are seen as resourceful and bringing strengths")
+    SHARED_VISION = "shared_vision", _("People share a vision")
+    DIALOGUE = (
+        "dialogue",
+        _("Open, trusting relationships allow real dialogue, including disagreement"),
+    )
+    LEADERSHIP = "leadership", _("Leadership is collaborative and at every level")
+    FEEDBACK = "feedback", _("Feedback and collective learning drive adaptation")
+    SHARED_POWER = "shared_power", _("Power is shared and equal voice is promoted")
+    DEVOLVED = "devolved", _("Decision-making is devolved")
+    ACCOUNTABILITY = "accountability", _("Accountability is mutual")
+
+
+# Each behaviour's group, in the order the form and the results show them.
+BEHAVIOUR_GROUPS: dict[str, tuple[str, ...]] = {
+    BehaviourGroup.PERSPECTIVE: (
+        Behaviour.INTERCONNECTED,
+        Behaviour.STRENGTHS,
+        Behaviour.SHARED_VISION,
+    ),
+    BehaviourGroup.PARTICIPATION: (
+        Behaviour.DIALOGUE,
+        Behaviour.LEADERSHIP,
+        Behaviour.FEEDBACK,
+    ),
+    BehaviourGroup.POWER: (
+        Behaviour.SHARED_POWER,
+        Behaviour.DEVOLVED,
+        Behaviour.ACCOUNTABILITY,
+    ),
+}
+
+
+class HealthRound(models.Model):
+    """One round of the health check, for a whole engagement or for one of its cycles.
+
+    At most one round of a scope is open at a time, so "the round before" is always clear.
+    """
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    engagement = models.ForeignKey(
+        Engagement, on_delete=models.CASCADE, related_name="health_rounds"
+    )
+    cycle = models.ForeignKey(
+        LearningCycle,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="health_rounds",
+    )
+    title = models.CharField(_("title"), max_length=200)
+    opened_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    opened = models.DateTimeField(default=timezone.now)
+    closes_on = models.DateField(_("last day for answers"), null=True, blank=True)
+    closed = models.DateTimeField(null=True, blank=True)
+    closed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-opened", "-id"]
+        verbose_name = _("health-check round")
+        verbose_name_plural = _("health-check rounds")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["engagement", "cycle"],
+                condition=models.Q(closed=None),
+                nulls_distinct=False,
+                name="one_open_health_round_per_scope",
+            )
+        ]
+        indexes = [models.Index(fields=["engagement", "opened"], name="health_round_by_date")]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def is_closed(self) -> bool:
+        return self.closed is not None
+
+
+class HealthResponse(models.Model):
+    """One person's answer to a round: a member's (one each, changed while the round is open)
+    or a resident's through the round's link (one per submission key)."""
+
+    round = models.ForeignKey(HealthRound, on_delete=models.CASCADE, related_name="responses")
+    respondent = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="health_responses",
+    )
+    perspective = models.CharField(max_length=16, choices=Reflection.AuthorRole.choices)
+    shared_link = models.ForeignKey(
+        "SharedLink",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="health_responses",
+    )
+    submission_key = models.UUIDField(null=True, blank=True, unique=True, editable=False)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created", "id"]
+        verbose_name = _("health-check answer")
+        verbose_name_plural = _("health-check answers")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["round", "respondent"], name="one_health_response_per_member"
+            )
+        ]
+        # The results and the dashboard aggregate a round's answers by perspective.
+        indexes = [models.Index(fields=["round", "perspective"], name="health_response_round")]
+
+    def __str__(self) -> str:
+        return f"{self.get_perspective_display()} answer to {self.round}"
+
+
+class HealthScore(models.Model):
+    """One behaviour's score (1 to 10, as the person perceives it) and optional comment.
+
+    One row per behaviour rather than nine columns: a round's spread, medians and gaps are then
+    one GROUP BY over (behaviour, perspective), for the results page and the dashboard alike.
+    """
+
+    response = models.ForeignKey(HealthResponse, on_delete=models.CASCADE, related_name="scores")
+    behaviour = models.CharField(max_length=16, choices=Behaviour.choices)
+    score = models.PositiveSmallIntegerField()
+    comment = models.TextField(max_length=1000, blank=True)
+
+    class Meta:
+        verbose_name = _("health-check score")
+        verbose_name_plural = _("health-check scores")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["response", "behaviour"], name="one_health_score_per_behaviour"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(score__gte=1, score__lte=10), name="health_score_1_to_10"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.behaviour}: {self.score}"

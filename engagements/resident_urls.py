@@ -1,7 +1,7 @@
 from django.urls import path
 from django.views.generic import RedirectView
 
-from engagements import resident_views
+from engagements import health_views, resident_views
 
 app_name = "residents"
 
@@ -16,6 +16,8 @@ urlpatterns = [
     ),
     path("receipt/yours/withdraw/", resident_views.receipt_withdraw, name="receipt_withdraw"),
     path("receipt", RedirectView.as_view(pattern_name="residents:receipt")),
+    # A health-check round's link lands here (before the token patterns, which it would match).
+    path("health/", health_views.resident_answer, name="health"),
     path("<str:token>", resident_views.open_link, name="open"),
     path("<str:token>/", resident_views.open_link),  # as some apps add a slash when sharing
 ]

@@ -21,13 +21,14 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
 from engagements import resident_session, residents
-from engagements.models import Adaptation, Reflection, SharedLink
+from engagements.models import Adaptation, LearningCycle, Reflection, SharedLink
 from engagements.resident_forms import ReceiptForm, ResidentReflectionForm
 from engagements.services import Refused
 from hls.lib import ratelimit
 from hls.lib.http import client_ip
 
 SESSION_LINK = "resident_link"
+SESSION_HEALTH_LINK = "resident_health_link"  # a health-check round's link (health_views)
 SESSION_RECEIPT = "resident_receipt"
 SESSION_KEYS = "resident_submissions"  # the submission keys this browser saved
 LINK_SALT = "resident-link"
@@ -61,7 +62,13 @@ def _activate_language(request: HttpRequest, code: str | None) -> None:
 
 
 def _activate(link: SharedLink, request: HttpRequest) -> None:
-    _activate_language(request, link.cycle.engagement.language)
+    _activate_language(request, _cycle(link).engagement.language)
+
+
+def _cycle(link: SharedLink) -> LearningCycle:
+    """A reflection link's cycle (the other kind, a health-check round's, has none)."""
+    assert link.cycle is not None, "a health-check link reached the reflection form"
+    return link.cycle
 
 
 @require_GET
@@ -79,8 +86,14 @@ def open_link(request: HttpRequest, token: str) -> HttpResponse:
     if not link.is_active:
         return _closed(request, 410)
     session = resident_session.of(request)
+    if link.health_round is not None:
+        # A health-check link: its own form (engagements.health_views), its own session key,
+        # so the reflection form never meets it.
+        session[SESSION_HEALTH_LINK] = link.pk
+        session[SESSION_LANGUAGE] = link.health_round.engagement.language
+        return redirect("residents:health")
     session[SESSION_LINK] = link.pk
-    session[SESSION_LANGUAGE] = link.cycle.engagement.language
+    session[SESSION_LANGUAGE] = _cycle(link).engagement.language
     return redirect("residents:reflect")
 
 
@@ -104,7 +117,7 @@ def _load_link(link_id: int | None) -> SharedLink | None:
         SharedLink.objects.select_related(
             "cycle__engagement__learning_partner", "cycle__organisation"
         )
-        .filter(pk=link_id)
+        .filter(pk=link_id, cycle__isnull=False)  # a reflection link, not a health check's
         .first()
     )
 
@@ -267,8 +280,8 @@ def _form_page(
         "residents/reflect.html",
         {
             "link": link,
-            "cycle": link.cycle,
-            "engagement": link.cycle.engagement,
+            "cycle": _cycle(link),
+            "engagement": _cycle(link).engagement,
             "form": form,
             "resumed": resumed,
             "busy": busy,

@@ -26,6 +26,7 @@ from django.utils.translation import gettext as _
 from engagements.access import audit
 from engagements.models import (
     AuditEvent,
+    HealthRound,
     LearningCycle,
     ModerationEvent,
     Outbox,
@@ -59,7 +60,8 @@ def _sha256(value: str) -> str:
 @transaction.atomic
 def link_create(
     *,
-    cycle: LearningCycle,
+    cycle: LearningCycle | None = None,
+    health_round: HealthRound | None = None,
     by: User,
     label: str,
     days: int = DEFAULT_DAYS,
@@ -69,11 +71,14 @@ def link_create(
 ) -> tuple[SharedLink, str]:
     """Make a link; the token is returned once, here, and never stored.
 
-    ``token`` is only for the local demo, which keeps its link across restarts.
+    A link is for reflections on a ``cycle`` or for answers to a ``health_round``
+    (``engagements.health``), never both. ``token`` is only for the local demo, which keeps
+    its link across restarts.
     """
     token = token or secrets.token_urlsafe(32)  # 256 bits
     link = SharedLink.objects.create(
         cycle=cycle,
+        health_round=health_round,
         label=label,
         token_hash=_sha256(token),
         token_prefix=token[:6],
@@ -98,7 +103,9 @@ def link_by_token(token: str) -> SharedLink | None:
     """The link a token opens, found by its hash (the same single query whatever the token)."""
     digest = _sha256(token[:200])
     return (
-        SharedLink.objects.select_related("cycle__engagement", "cycle__organisation")
+        SharedLink.objects.select_related(
+            "cycle__engagement", "cycle__organisation", "health_round__engagement"
+        )
         .filter(token_hash=digest)
         .first()
     )

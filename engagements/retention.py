@@ -10,19 +10,29 @@ reflections (``author_role`` resident) created more than ``engagement.retention_
   follow-up email, the receipt code's hash, the submission key and the link it came through are
   cleared and the reflection becomes anonymous.
 
-Staff reflections are not resident input and are kept. Export files past their expiry are
-deleted and their exports marked expired (``exports.expire_due``). The job works in batches, is
-idempotent (a second run the same night finds nothing to do, so two beats do no harm) and
-writes one audit event per engagement it changed, with counts only.
+Residents' health-check answers (``models.HealthResponse`` with the resident perspective)
+follow the same period, counted from when they were sent: their comments are blanked and the
+link and submission key they came through are cleared. Their scores stay as they are: nine
+numbers from 1 to 10, counted under "resident" with no name, link or words beside them, cannot
+lead back to anyone, and keeping them keeps every round's figures, its change since the round
+before and the digests that reported it the same as the day the round closed.
+
+Staff reflections and staff health-check answers are not resident input and are kept. Export
+files past their expiry are deleted and their exports marked expired (``exports.expire_due``).
+The job works in batches, is idempotent (a second run the same night finds nothing to do, so
+two beats do no harm) and writes one audit event per engagement it changed, with counts only.
 
 **Account erasure** (``erase_account``). A person's personal fields go (username replaced by
 ``deleted-<random>``, names and email blanked, password unusable, account inactive), with
 their two-factor devices, sessions, memberships, facilitations, session invitations, personal
 digests, exports and sign-in records; their contributions stay, shown as "deleted participant"
-(``selectors.display_name``). Erasure is refused, with the reason, while the person is the only
-facilitator of an engagement or the only administrator of an organisation that has other
-members: either would leave people without anyone who can manage their work. They hand over
-first (add a facilitator, make someone an administrator), then erase.
+(``selectors.display_name``). Their health-check scores stay in the rounds' figures, under the
+perspective they counted as, and nothing else of theirs does: the answers no longer point at
+the account, and their comments (free text that may name them or others) are blanked, as a
+resident's are after the retention period. Erasure is refused, with the reason, while the
+person is the only facilitator of an engagement or the only administrator of an organisation
+that has other members: either would leave people without anyone who can manage their work.
+They hand over first (add a facilitator, make someone an administrator), then erase.
 """
 
 from __future__ import annotations
@@ -37,7 +47,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
 from django.db import transaction
-from django.db.models import CharField, Count, Q, Value
+from django.db.models import CharField, Count, Exists, OuterRef, Q, Value
 from django.db.models.functions import Cast, Concat
 from django.urls import reverse
 from django.utils import timezone
@@ -50,6 +60,8 @@ from engagements.models import (
     Email,
     Engagement,
     Export,
+    HealthResponse,
+    HealthScore,
     Invitation,
     Membership,
     Organisation,
@@ -78,6 +90,7 @@ _LOCK = (0x52455445, 1)  # "RETE": one retention run at a time
 class Outcome:
     deleted: int = 0
     anonymised: int = 0
+    health_anonymised: int = 0
     exports_expired: int = 0
     engagements: int = 0
     finished: bool = True
@@ -86,6 +99,7 @@ class Outcome:
         return {
             "deleted": self.deleted,
             "anonymised": self.anonymised,
+            "health_anonymised": self.health_anonymised,
             "exports_expired": self.exports_expired,
             "engagements": self.engagements,
             "finished": int(self.finished),
@@ -159,6 +173,40 @@ def purge_engagement(
     return deleted, anonymised, True
 
 
+def _health_identifying() -> Q:
+    """Health-check answers that still hold a comment, or the link or key they came through."""
+    commented = HealthScore.objects.filter(response=OuterRef("pk")).exclude(comment="")
+    return Q(shared_link__isnull=False) | Q(submission_key__isnull=False) | Q(Exists(commented))
+
+
+def anonymise_health_answers(
+    engagement: Engagement, *, now: datetime, deadline: float
+) -> tuple[int, bool]:
+    """Strip residents' health-check answers past retention down to their scores.
+
+    Returns (answers anonymised, finished). Each batch is its own transaction; an answer
+    already stripped is not counted again.
+    """
+    anonymised = 0
+    cutoff = now - timedelta(days=engagement.retention_days)
+    old = HealthResponse.objects.filter(
+        round__engagement_id=engagement.pk,
+        perspective=Reflection.AuthorRole.RESIDENT,
+        created__lt=cutoff,
+    ).filter(_health_identifying())
+    while True:
+        if time.monotonic() > deadline:
+            return anonymised, False
+        ids = list(old.values_list("pk", flat=True)[:BATCH])
+        if not ids:
+            return anonymised, True
+        with transaction.atomic():
+            HealthScore.objects.filter(response_id__in=ids).exclude(comment="").update(comment="")
+            anonymised += HealthResponse.objects.filter(pk__in=ids).update(
+                shared_link=None, submission_key=None
+            )
+
+
 def run(now: datetime | None = None) -> dict[str, int]:
     """The nightly job: every engagement's resident input, then expired exports."""
     now = now or timezone.now()
@@ -170,16 +218,23 @@ def run(now: datetime | None = None) -> dict[str, int]:
         engagements = Engagement.objects.only("id", "public_id", "retention_days").order_by("id")
         for engagement in engagements.iterator(chunk_size=500):
             deleted, anonymised, finished = purge_engagement(engagement, now=now, deadline=deadline)
+            health_anonymised = 0
+            if finished:
+                health_anonymised, finished = anonymise_health_answers(
+                    engagement, now=now, deadline=deadline
+                )
             outcome.engagements += 1
-            if deleted or anonymised:
+            if deleted or anonymised or health_anonymised:
                 outcome.deleted += deleted
                 outcome.anonymised += anonymised
+                outcome.health_anonymised += health_anonymised
                 audit(
                     None,
                     "retention.applied",
                     engagement,
                     deleted=deleted,
                     anonymised=anonymised,
+                    health_anonymised=health_anonymised,
                     retention_days=engagement.retention_days,
                 )
             if not finished:
@@ -297,6 +352,9 @@ def erase_account(*, user: Any) -> None:
     Membership.objects.filter(user=user).delete()
     Engagement.facilitators.through.objects.filter(user_id=user.pk).delete()
     ReflectionSession.invitees.through.objects.filter(user_id=user.pk).delete()
+    # Health-check answers: the scores stay, counted as before; nothing ties them to the person.
+    HealthScore.objects.filter(response__respondent=user).exclude(comment="").update(comment="")
+    HealthResponse.objects.filter(respondent=user).update(respondent=None)
     Digest.objects.filter(user=user).delete()
     for export in Export.objects.filter(requested_by=user).only("id", "file_name"):
         exports.delete_file(export)

@@ -1,6 +1,13 @@
 from django.urls import path
 
-from engagements import digest_views, export_views, session_views, views
+from engagements import (
+    dashboard_views,
+    digest_views,
+    export_views,
+    health_views,
+    session_views,
+    views,
+)
 
 app_name = "engagements"
 
@@ -83,4 +90,33 @@ urlpatterns = [
     # Learning digests: the person's own and, for facilitators, their engagements'.
     path("digests/", digest_views.digest_list, name="digests"),
     path("digests/<uuid:digest>/", digest_views.digest_detail, name="digest"),
+    # --- partner dashboard (issue 7): facilitators, per engagement and across; managers ---
+    path("dashboard/", dashboard_views.facilitator_dashboard, name="dashboard"),
+    path(
+        "engagements/<uuid:engagement>/dashboard/",
+        dashboard_views.engagement_dashboard,
+        name="engagement_dashboard",
+    ),
+    path(
+        "organisations/<uuid:organisation>/dashboard/",
+        dashboard_views.organisation_dashboard,
+        name="organisation_dashboard",
+    ),
+    # --- health check (issue 7): rounds of an engagement or a cycle, answers, results ---
+    # "health/open/", not ".../new/": cycles/<cycle>/<kind>/new/ is child_add.
+    path("engagements/<uuid:engagement>/health/", health_views.list_rounds, name="health_rounds"),
+    path(
+        "engagements/<uuid:engagement>/health/open/",
+        health_views.open_round,
+        name="health_round_open",
+    ),
+    path("cycles/<uuid:cycle>/health/", health_views.list_cycle_rounds, name="cycle_health_rounds"),
+    path(
+        "cycles/<uuid:cycle>/health/open/",
+        health_views.open_cycle_round,
+        name="cycle_health_round_open",
+    ),
+    path("health/<uuid:health_round>/", health_views.show_round, name="health_round"),
+    path("health/<uuid:health_round>/answer/", health_views.answer_round, name="health_answer"),
+    path("health/<uuid:health_round>/close/", health_views.close_round, name="health_close"),
 ]

@@ -11,9 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import segno
 from django import forms
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_required
@@ -26,7 +24,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import reswap, retarget
 
 from cases.views import related_for_cycle
-from engagements import access, diagram, residents, selectors, services
+from engagements import access, dashboard, diagram, new_links, residents, selectors, services
 from engagements.forms import (
     AcceptInvitationForm,
     ActorForm,
@@ -52,9 +50,7 @@ from engagements.models import (
     Membership,
     ModerationEvent,
     Organisation,
-    Reflection,
     Scale,
-    SharedLink,
     Stage,
 )
 from engagements.resident_forms import ModerationForm, SharedLinkForm
@@ -786,28 +782,17 @@ def invitation_accept(request: AuthedRequest, token: str) -> HttpResponse:
 
 
 def _resident_links_page(
-    request: AuthedRequest,
-    allowed: access.CycleAccess,
-    form: SharedLinkForm,
-    new: tuple[SharedLink, str] | None = None,
+    request: AuthedRequest, allowed: access.CycleAccess, form: SharedLinkForm
 ) -> HttpResponse:
+    links = allowed.cycle.shared_links.all()
     context: dict[str, Any] = {
         "cycle": allowed.cycle,
         "engagement": allowed.cycle.engagement,
         "form": form,
-        "links": list(allowed.cycle.shared_links.all()),
+        "links": list(links),
+        **new_links.recall(request, links),  # the link just made, shown once
     }
-    if new is not None:
-        link, token = new
-        url = f"{settings.SITE_URL}{reverse('residents:open', args=[token])}"
-        context.update(
-            new_link=link,
-            new_url=url,
-            qr_svg=segno.make(url, error="m").svg_inline(
-                scale=5, title=_("QR code of the link"), omitsize=True
-            ),
-        )
-    return render(request, "engagements/resident_links.html", context)
+    return new_links.forget(request, render(request, "engagements/resident_links.html", context))
 
 
 @login_required
@@ -816,7 +801,7 @@ def resident_links(request: AuthedRequest, cycle: uuid.UUID) -> HttpResponse:
     allowed = access.cycle_access(request.user, cycle, need="manage")
     form = SharedLinkForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        new = residents.link_create(
+        made = residents.link_create(
             cycle=allowed.cycle,
             by=request.user,
             label=form.cleaned_data["label"],
@@ -824,45 +809,9 @@ def resident_links(request: AuthedRequest, cycle: uuid.UUID) -> HttpResponse:
             max_submissions=form.cleaned_data["max_submissions"],
             moderation_mode=form.cleaned_data["moderation_mode"],
         )
-        # Post, redirect, get: a reload cannot make a second link. The token, never stored,
-        # rides to the next page in a short signed cookie that page deletes (shown once).
-        link, token = new
-        made = redirect("engagements:resident_links", cycle)
-        made.set_signed_cookie(
-            NEW_LINK_COOKIE,
-            f"{link.public_id}:{token}",
-            salt=NEW_LINK_COOKIE,
-            max_age=600,
-            path=request.path,
-            secure=settings.SESSION_COOKIE_SECURE,
-            httponly=True,
-            samesite="Strict",
-        )
-        return made
-    response = _resident_links_page(request, allowed, form, _just_made(request, allowed))
-    response.delete_cookie(NEW_LINK_COOKIE, path=request.path, samesite="Strict")
-    return response
-
-
-NEW_LINK_COOKIE = "hls_new_link"
-
-
-def _just_made(
-    request: AuthedRequest, allowed: access.CycleAccess
-) -> tuple[SharedLink, str] | None:
-    """The link this person just made on this page and its token, once, from the cookie."""
-    if request.method != "GET":
-        return None
-    value = request.get_signed_cookie(
-        NEW_LINK_COOKIE, default=None, salt=NEW_LINK_COOKIE, max_age=600
-    )
-    public_id, _sep, token = (value or "").partition(":")
-    if _parse_uuid(public_id) is None:
-        return None
-    link = allowed.cycle.shared_links.filter(public_id=public_id).first()
-    if link is None or not residents.token_matches(link, token):
-        return None
-    return link, token
+        # Post, redirect, get: a reload cannot make a second link.
+        return new_links.remember(redirect("engagements:resident_links", cycle), made)
+    return _resident_links_page(request, allowed, form)
 
 
 @login_required
@@ -881,11 +830,8 @@ def resident_link_revoke(request: AuthedRequest, cycle: uuid.UUID, link: uuid.UU
 @require_GET
 def moderation_queue(request: AuthedRequest) -> HttpResponse:
     held = list(
-        Reflection.objects.filter(
-            author_role=Reflection.AuthorRole.RESIDENT,
-            moderation=Reflection.Moderation.HELD,
-            cycle__in=access.managed_cycles(request.user),
-        )
+        # The dashboard's "waiting for review" counts this same query.
+        dashboard.held_for_moderation(request.user)
         .select_related("cycle__organisation", "cycle__engagement")
         .order_by("created")
     )

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils.module_loading import import_string
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
@@ -38,20 +39,27 @@ def robots_txt(request: HttpRequest) -> HttpResponse:
     return HttpResponse("\n".join(lines), content_type="text/plain; charset=utf-8")
 
 
+# Resident pages whose form comes back with the resident's words after a failed check.
+_RESCUES = {
+    "/r/": "engagements.resident_views.rescue_after_security_check",
+    "/r/health/": "engagements.health_views.rescue_after_security_check",
+}
+
+
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     """A plain-language page when a form's security check fails (usually an old tab).
 
-    A resident's reflection comes back on its form, with their words, instead (DESIGN.md §5).
+    A resident's reflection or health-check answers come back on their form instead, with
+    their words (DESIGN.md §5).
     """
+    rescue = _RESCUES.get(request.path)
     if (
-        request.path == "/r/"
+        rescue is not None
         and request.method == "POST"
         # Only the resident's own page: never words posted from another site.
         and request.headers.get("Sec-Fetch-Site", "same-origin") in {"same-origin", "none"}
     ):
-        from engagements.resident_views import rescue_after_security_check
-
-        rescued = rescue_after_security_check(request)
+        rescued = import_string(rescue)(request)
         if rescued is not None:
             return rescued
     return render(request, "errors/csrf.html", status=403)

@@ -18,7 +18,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from engagements import digests, exports, residents, services, sessions, urls, views
+from engagements import digests, exports, health, residents, services, sessions, urls, views
 from engagements.models import AuditEvent, Digest, Invitation, LearningCycle, Membership
 from tests.conftest import verified_client
 from tests.factories import MembershipFactory, UserFactory, totp_device
@@ -125,6 +125,24 @@ ROWS = [
     # Everyone signed in has a list of digests; an engagement digest is for its facilitators.
     Row("digests", SIGNED_IN),
     Row("digest", FACILITATOR_ONLY),
+    # --- partner dashboard (issue 7): page and htmx partial alike ---
+    # Facilitators: theirs across engagements, and each engagement's.
+    *(Row("dashboard", FACILITATOR_ONLY, htmx=h) for h in (False, True)),
+    *(Row("engagement_dashboard", FACILITATOR_ONLY, htmx=h) for h in (False, True)),
+    # Organisation A's managers and admins only: not its practitioners, not the facilitator.
+    *(
+        Row("organisation_dashboard", (404, 200, 404, 404, 404, LOGIN), htmx=h)
+        for h in (False, True)
+    ),
+    # --- health check (issue 7): a round of cycle_a, open, opened by the facilitator ---
+    Row("health_rounds", IN_ENGAGEMENT),
+    Row("health_round_open", FACILITATOR_ONLY),
+    Row("cycle_health_rounds", CYCLE_A_READERS),
+    Row("cycle_health_round_open", FACILITATOR_ONLY),
+    *(Row("health_round", CYCLE_A_READERS, htmx=h) for h in (False, True)),
+    Row("health_answer", CYCLE_A_READERS),
+    # The empty POST closes the round and redirects to it.
+    Row("health_close", (302, 404, 404, 404, 404, LOGIN), method="post"),
 ]
 CASES = [
     pytest.param(row, persona, expected, id=f"{row.label}-{persona}")
@@ -191,7 +209,11 @@ def things(world):
         period=digests.latest_period("weekly", "Europe/London", timezone.now()),
         content={},
     )
+    health_round, _link = health.round_open(
+        engagement=world.engagement, cycle=cycle, by=p.facilitator, title="Spring round"
+    )
     values = {
+        "health_round": health_round.public_id,
         "session": session.public_id,
         "signed": sessions.unsubscribe_token(p.practitioner_a.pk),
         "export": export.public_id,

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from datetime import UTC, date, datetime, timedelta
+from html import unescape
 
 import pytest
 import time_machine
+from django.core.mail import EmailMultiAlternatives
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone, translation
 
-from engagements import digests, selectors, services
+from engagements import digests, health, selectors, services
 from engagements.models import (
     Adaptation,
     AuditEvent,
+    Behaviour,
     Digest,
     Email,
     LearningCycle,
@@ -320,7 +324,9 @@ def test_a_large_period_s_themes_come_from_an_even_sample_and_say_about(world, m
     p = world.personas
     monkeypatch.setattr(digests, "THEME_SAMPLE", 10)
     for i in range(40):
-        text = "Housing waits again." if i % 4 else "Transport was late and housing cold."
+        # Every third differs, so whichever ids the every-4th sample lands on, both kinds are in
+        # it and "housing", in every reflection, leads.
+        text = "Housing waits again." if i % 3 else "Transport was late and housing cold."
         reflect(world.cycle_a, text, IN_PERIOD + timedelta(minutes=i), author=p.manager_a)
 
     content = digests.compile_engagement_digest(world.engagement, START, END)
@@ -794,6 +800,87 @@ def test_an_email_no_longer_wanted_is_skipped(world):
         ("facilitator", "user"): True,
         ("facilitator", "engagement"): False,
     }
+
+
+def test_both_email_formats_report_health_check_rounds_as_the_page_does(world):
+    """The rounds closed in the period, in the text and the HTML email alike: the same
+    sentence as on the digest's page (``health.Headline``), suppression kept."""
+    p = world.personas
+
+    def scored(value: int) -> dict[str, tuple[int, str]]:
+        return dict.fromkeys(Behaviour.values, (value, ""))
+
+    with time_machine.travel(utc(2026, 3, 10, 11), tick=False):
+        counted, made = health.round_open(
+            engagement=world.engagement,
+            cycle=world.cycle_a,
+            by=p.facilitator,
+            title="Spring check",
+            resident_link=True,
+        )
+        assert made is not None
+        for _ in range(5):
+            health.resident_answer_submit(
+                link_id=made[0].pk, submission_key=uuid.uuid4(), answers=scored(4)
+            )
+        for person in _members(p.org_a, 5, Membership.Role.MANAGER, prefix="h"):
+            health.answer_save(
+                health_round=counted, by=person, perspective="manager", answers=scored(8)
+            )
+        health.round_close(health_round=counted, by=p.facilitator)
+        few, _link = health.round_open(
+            engagement=world.engagement, by=p.facilitator, title="Few answered"
+        )
+        health.answer_save(
+            health_round=few, by=p.manager_a, perspective="manager", answers=scored(9)
+        )
+        health.round_close(health_round=few, by=p.facilitator)
+    digest, _created = digests.store(
+        scope="engagement",
+        owner_id=world.engagement.pk,
+        period=digests.latest_period("weekly", "Europe/London", END + timedelta(hours=12)),
+        content=digests.compile_engagement_digest(world.engagement, START, END),
+    )
+    subscribe(p.facilitator, "weekly")
+    row = Email.objects.create(
+        kind="digest",
+        object_id=digest.pk,
+        recipient=p.facilitator.email,
+        period="x",
+        user=p.facilitator,
+    )
+    message = digests.build_emails([row])[row.pk]
+    assert isinstance(message, EmailMultiAlternatives)
+    text = message.body
+    html = unescape(str(message.alternatives[0][0]))
+    page = unescape(
+        verified_client(p.facilitator)
+        .get(reverse("engagements:digest", args=[digest.public_id]))
+        .content.decode()
+    )
+
+    with translation.override("en"), timezone.override(digests.zone(digest.timezone)):
+        sentences = [str(item) for item in digests.present(digest).health_checks]
+    assert len(sentences) == 2
+    shown, hidden = sentences
+    assert shown.startswith("Spring check (Hospital discharge), closed 10 March 2026: 10 answered.")
+    assert "Medians: Perspective 6; Participation 6; Power 6." in shown
+    assert "Largest gap between perspectives: Perspective, Manager 8 and Resident 4." in shown
+    assert hidden == (
+        f"Few answered ({world.engagement.title}), closed 10 March 2026: 1 answered. "
+        "Fewer than 5 answered, so no figures are shown."
+    )
+    for body in (text, html, page):
+        assert "Health-check changes" in body
+        assert "No health-check changes." not in body
+        for sentence in sentences:
+            assert sentence in body
+    assert f"- {shown}\n- {hidden}\n" in text
+    # Below the threshold no figure reaches either format, not even the managers' 9.
+    for body in (text, html):
+        after = body[body.index("Few answered") :]
+        assert "Medians" not in after[: after.index("shown.")]
+        assert " 9" not in after[: after.index("shown.")]
 
 
 # --- reading ---------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import os
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import time_machine
@@ -21,13 +22,16 @@ from django.urls import reverse
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from engagements import exports, retention, selectors, tasks
+from engagements import exports, health, retention, selectors, tasks
 from engagements.models import (
     Adaptation,
     AuditEvent,
+    Behaviour,
     Email,
     Engagement,
     Export,
+    HealthResponse,
+    HealthScore,
     Membership,
     ModerationEvent,
     Outbox,
@@ -151,7 +155,12 @@ def test_old_resident_input_is_deleted_or_anonymised_and_the_rest_stays(aged, wo
 
     (event,) = AuditEvent.objects.filter(action="retention.applied")
     assert event.object_id == str(world.engagement.public_id)
-    assert event.detail == {"deleted": 2, "anonymised": 1, "retention_days": 30}
+    assert event.detail == {
+        "deleted": 2,
+        "anonymised": 1,
+        "health_anonymised": 0,
+        "retention_days": 30,
+    }
 
 
 def test_running_twice_changes_nothing_more(aged):
@@ -189,6 +198,146 @@ def test_the_nightly_task_is_scheduled_once_and_runs(aged):
     with time_machine.travel(DAY0 + timedelta(days=31), tick=False):
         result = tasks.run_retention.apply().get()
     assert result["deleted"] == 2
+
+
+# --- health-check answers -------------------------------------------------------------------
+
+
+def _answers(score: int, comment: str = "") -> dict[str, tuple[int, str]]:
+    return dict.fromkeys(Behaviour.values, (score, comment))
+
+
+def _resident_answers(link, score: int, comment: str) -> HealthResponse:
+    response, _stored = health.resident_answer_submit(
+        link_id=link.pk, submission_key=uuid.uuid4(), answers=_answers(score, comment)
+    )
+    return response
+
+
+Held = tuple[int | None, int | None, uuid.UUID | None, tuple[tuple[str, int, str], ...]]
+
+
+def _held(response: HealthResponse) -> Held:
+    """What one answer holds: who and which link it came from, its key, its scores and
+    comments."""
+    response.refresh_from_db()
+    scores = tuple(
+        response.scores.order_by("behaviour").values_list("behaviour", "score", "comment")
+    )
+    return (response.respondent_id, response.shared_link_id, response.submission_key, scores)
+
+
+def test_old_resident_health_answers_keep_their_scores_and_lose_everything_else(world):
+    """Past retention a resident's comments, link and key go; the scores stay, so the round's
+    figures are what they were. Recent answers and staff answers are untouched."""
+    Engagement.objects.filter(pk=world.engagement.pk).update(retention_days=30)
+    world.engagement.refresh_from_db()
+    with time_machine.travel(DAY0, tick=False):
+        health_round, made = health.round_open(
+            engagement=world.engagement,
+            cycle=world.cycle_a,
+            by=world.personas.facilitator,
+            title="Spring check",
+            resident_link=True,
+        )
+        assert made is not None
+        link = made[0]
+        old = [
+            _resident_answers(link, score, f"I am {name}, at number {score} on our street")
+            for score, name in [(3, "Olena"), (5, "Taras"), (8, "Iryna")]
+        ]
+        staff, _first = health.answer_save(
+            health_round=health_round,
+            by=world.personas.practitioner_a,
+            perspective="practitioner",
+            answers=_answers(6, "The team's view, kept"),
+        )
+    with time_machine.travel(DAY0 + timedelta(days=20), tick=False):
+        recent = _resident_answers(link, 9, "Recent, still within the period")
+    figures = health.round_results(health_round)
+    before = {r.pk: _held(r) for r in [*old, staff, recent]}
+
+    with time_machine.travel(DAY0 + timedelta(days=29), tick=False):
+        assert retention.run()["health_anonymised"] == 0
+    assert {r.pk: _held(r) for r in [*old, staff, recent]} == before
+
+    with time_machine.travel(DAY0 + timedelta(days=31), tick=False):
+        outcome = retention.run()
+    assert outcome["health_anonymised"] == 3
+    for response in old:
+        respondent, link_id, key, scores = _held(response)
+        assert (respondent, link_id, key) == (None, None, None)
+        assert response.perspective == "resident"
+        was = before[response.pk][3]
+        assert [(b, s) for b, s, _c in scores] == [(b, s) for b, s, _c in was]
+        assert {c for _b, _s, c in scores} == {""}
+    assert _held(staff) == before[staff.pk]
+    assert _held(recent) == before[recent.pk]
+    # The same figures as before: only words went.
+    after = health.round_results(health_round)
+    assert after.headline == figures.headline
+    assert [b.spread for g in after.groups for b in g.behaviours] == [
+        b.spread for g in figures.groups for b in g.behaviours
+    ]
+    assert not HealthScore.objects.filter(comment__contains="our street").exists()
+    (event,) = AuditEvent.objects.filter(action="retention.applied")
+    assert event.detail == {
+        "deleted": 0,
+        "anonymised": 0,
+        "health_anonymised": 3,
+        "retention_days": 30,
+    }
+
+    # A second run finds nothing more to do.
+    with time_machine.travel(DAY0 + timedelta(days=31), tick=False):
+        assert retention.run()["health_anonymised"] == 0
+    assert AuditEvent.objects.filter(action="retention.applied").count() == 1
+
+
+def test_erasure_keeps_health_scores_and_nothing_personal(world):
+    p = world.personas
+    health_round, _link = health.round_open(
+        engagement=world.engagement, by=p.facilitator, title="Whole engagement"
+    )
+    mine, _first = health.answer_save(
+        health_round=health_round,
+        by=p.practitioner_a,
+        perspective="practitioner",
+        answers=_answers(4, "My manager never listens to me"),
+    )
+    theirs, _first = health.answer_save(
+        health_round=health_round,
+        by=p.manager_a,
+        perspective="manager",
+        answers=_answers(7, "Kept: not the erased person's"),
+    )
+    for i in range(3):
+        person: Any = UserFactory(username=f"answers.{i}")
+        MembershipFactory(user=person, organisation=p.org_a)
+        health.answer_save(
+            health_round=health_round,
+            by=person,
+            perspective="practitioner",
+            answers=_answers(5 + i),
+        )
+    figures = health.round_results(health_round)
+    was = _held(mine)
+
+    retention.erase_account(user=p.practitioner_a)
+
+    respondent, link_id, key, scores = _held(mine)
+    assert (respondent, link_id, key) == (None, None, None)
+    assert mine.perspective == "practitioner"  # still counted as it was
+    assert [(b, s) for b, s, _c in scores] == [(b, s) for b, s, _c in was[3]]
+    assert {c for _b, _s, c in scores} == {""}
+    assert not HealthResponse.objects.filter(respondent=p.practitioner_a).exists()
+    assert _held(theirs)[0] == p.manager_a.pk
+    assert {c for _b, _s, c in _held(theirs)[3]} == {"Kept: not the erased person's"}
+    after = health.round_results(health_round)
+    assert after.headline == figures.headline
+    comments = [c for g in after.groups for b in g.behaviours for c in b.comments]
+    assert "My manager never listens to me" not in comments
+    assert "Kept: not the erased person's" in comments
 
 
 # --- expired exports ------------------------------------------------------------------------
