@@ -252,6 +252,7 @@ class HealthRoundAdmin(admin.ModelAdmin):
 class HealthResponseAdmin(admin.ModelAdmin):
     list_display = ["round", "perspective", "created", "updated"]
     list_filter = ["perspective"]
-    autocomplete_fields = ["round", "respondent", "shared_link"]
-    exclude = ["submission_key"]
+    autocomplete_fields = ["round", "shared_link"]
+    # Scores and comments are shown without their person, here as on every page.
+    exclude = ["submission_key", "respondent"]
     inlines = [HealthScoreInline]

@@ -648,8 +648,8 @@ class HealthTrend:
 
 
 def health_trend(scope: Scope, filters: Filters) -> list[HealthTrend]:
-    """The health-check rounds of the dashboard's cycles and engagements that were open at
-    some time in the period, oldest first, with the figures their own page shows
+    """The closed health-check rounds of the dashboard's cycles and engagements that ran
+    during the period, oldest first, with the figures their own page shows
     (``health.trends``: medians per group, change, perspective gaps, suppressed below 5).
 
     A round of a whole engagement is kept whatever the stage or scale chosen, as it is about
@@ -667,13 +667,10 @@ def health_trend(scope: Scope, filters: Filters) -> list[HealthTrend]:
         engagement_ids,
         cycle_ids=filtered_cycles(scope, filters).values_list("pk", flat=True),
         organisation_id=filters.organisation.pk if filters.organisation is not None else None,
+        closed_from=filters.start,
+        opened_before=filters.end,
     )
-    return [
-        HealthTrend(headline)
-        for headline in rounds
-        if headline.opened < filters.end
-        and (headline.closed is None or headline.closed >= filters.start)
-    ]
+    return [HealthTrend(headline) for headline in rounds]
 
 
 def dashboard(

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, timedelta
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
@@ -139,6 +139,10 @@ def local_today(engagement: Engagement) -> date:
     return timezone.localtime(timezone.now(), zone(engagement.timezone)).date()
 
 
+# A round takes answers for at most a year: the health check is repeated over time.
+LONGEST_ROUND_DAYS = 366
+
+
 def takes_answers(health_round: HealthRound) -> bool:
     """Open, and not past its last day for answers (in the engagement's time zone)."""
     if health_round.closed is not None:
@@ -169,6 +173,8 @@ def round_open(
     today = local_today(engagement)
     if closes_on is not None and closes_on < today:
         raise Refused(_("The last day for answers cannot be before today."), "closes_on")
+    if closes_on is not None and closes_on > today + timedelta(days=LONGEST_ROUND_DAYS):
+        raise Refused(_("The last day for answers can be at most a year from today."), "closes_on")
     busy = _("A round is already open here. Close it before opening another.")
     if HealthRound.objects.filter(engagement=engagement, cycle=cycle, closed=None).exists():
         raise Refused(busy)

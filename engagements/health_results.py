@@ -480,17 +480,27 @@ def trends(
     *,
     cycle_ids: Iterable[int] | None = None,
     organisation_id: int | None = None,
+    closed_from: datetime | None = None,
+    opened_before: datetime | None = None,
 ) -> list[Headline]:
-    """For the dashboard: each round of these engagements, oldest first, with its headline
-    figures (median per group of behaviours, change, perspective medians and gaps; the same
-    suppression), open rounds included. Two queries, whatever the number of rounds or answers.
+    """For the dashboard: each closed round of these engagements, oldest first, with its
+    headline figures (median per group of behaviours, change, perspective medians and gaps; the
+    same suppression). Two queries, whatever the number of rounds or answers.
+
+    Open rounds are left out: figures that move as each person answers would tell anyone
+    watching what that person said (the round page shows only a count until answers close).
+    ``closed_from`` and ``opened_before`` keep the rounds that ran during a period.
 
     ``cycle_ids`` keeps only the rounds of those cycles and of whole engagements (pass the
     cycles the reader may see: ``access.cycles_for``); ``organisation_id`` keeps only the rounds
     of that organisation's cycles (a round of a whole engagement belongs to no organisation).
     The caller has checked the reader may see these engagements.
     """
-    found = HealthRound.objects.filter(engagement_id__in=list(engagement_ids))
+    found = HealthRound.objects.filter(engagement_id__in=list(engagement_ids), closed__isnull=False)
+    if closed_from is not None:
+        found = found.filter(closed__gte=closed_from)
+    if opened_before is not None:
+        found = found.filter(opened__lt=opened_before)
     if cycle_ids is not None:
         found = found.filter(Q(cycle=None) | Q(cycle_id__in=list(cycle_ids)))
     if organisation_id is not None:

@@ -321,6 +321,10 @@ def test_a_missing_score_field_and_junk_fields_do_not_break_the_form(world):
         ({"title": "   "}, "Give the round a title."),
         ({"title": "x", "closes_on": "2020-01-01"}, "The last day for answers cannot be before"),
         ({"title": "x", "closes_on": "2026-02-31"}, "Enter a real date, for example 2026-06-30."),
+        (
+            {"title": "x", "closes_on": "9999-12-31", "resident_link": "on"},
+            "The last day for answers can be at most a year from today.",
+        ),
         ({"title": "x" * 201}, "Ensure this value has at most 200 characters"),
     ],
 )
@@ -593,7 +597,10 @@ def test_four_residents_are_not_shown_and_five_are(world):
     client = verified_client(world.personas.facilitator)
     html = page(client.get(url("health_round", health_round.public_id)))
     assert "4 people have answered." in html
-    assert "Fewer than 5 people have answered, so no figures or comments are shown yet" in html
+    # While answers come in, the page shows a count only: a figure that moved after one answer
+    # would tell anyone watching what that person said.
+    assert "The results appear once answers close." in html
+    assert "Answers by perspective" not in html
     results = health.round_results(health_round)
     assert results.suppressed
     assert all(g.median is None for g in results.headline.groups)
@@ -603,6 +610,9 @@ def test_four_residents_are_not_shown_and_five_are(world):
     assert resident_row.median is None
 
     residents_answer(link, 1, value=8)
+    html = page(client.get(url("health_round", health_round.public_id)))
+    assert "How many gave each score" not in html
+    health.round_close(health_round=health_round, by=world.personas.facilitator)
     results = health.round_results(health_round)
     assert not results.suppressed
     assert [g.median for g in results.headline.groups] == [6.0, 6.0, 6.0]
@@ -632,6 +642,7 @@ def test_a_perspective_with_fewer_than_five_shows_no_figures(world):
     assert shown["practitioner"].median is None
     assert shown["manager"].nobody
     assert results.groups[0].behaviours[0].gap is None  # one perspective shown: no gap
+    health.round_close(health_round=health_round, by=world.personas.facilitator)
     html = page(
         verified_client(world.personas.manager_a).get(url("health_round", health_round.public_id))
     )
@@ -664,6 +675,7 @@ def test_the_gap_between_perspectives_and_comments_without_names(world):
     assert largest is not None
     assert largest[1].size == 5.0
     assert len(devolved.comments) == 5
+    health.round_close(health_round=health_round, by=world.personas.facilitator)
     html = page(
         verified_client(world.personas.practitioner_a).get(
             url("health_round", health_round.public_id)
@@ -691,6 +703,7 @@ def test_the_change_since_the_last_closed_round_of_the_same_scope(world):
     assert results.headline.previous_title == first.title
     assert [g.change for g in results.headline.groups] == [3.0, 3.0, 3.0]
     assert {b.change for g in results.groups for b in g.behaviours} == {3.0}
+    health.round_close(health_round=second, by=p.facilitator)
     html = page(verified_client(p.manager_a).get(url("health_round", second.public_id)))
     assert "Change since “With residents”" in html
     assert "+3" in html
@@ -708,13 +721,18 @@ def test_no_change_is_shown_against_a_round_with_fewer_than_five(world):
     headline = health.round_results(second).headline
     assert headline.previous_suppressed
     assert all(g.change is None for g in headline.groups)
-    html = page(verified_client(p.facilitator).get(url("health_round", second.public_id)))
+    health.round_close(health_round=second, by=p.facilitator)
+    client = verified_client(p.facilitator)
+    html = page(client.get(url("health_round", second.public_id)))
     assert "fewer than 5 answered last time" in html
+    html = page(client.get(url("health_round", first.public_id)))
+    assert "Fewer than 5 people have answered, so no figures or comments are shown" in html
 
 
 def test_results_take_the_same_queries_with_5_and_200_answers(world):
     health_round, link, _token = with_link(world)
     residents_answer(link, 5, value=5)
+    health.round_close(health_round=health_round, by=world.personas.facilitator)
     client = verified_client(world.personas.facilitator)
     target = url("health_round", health_round.public_id)
 
@@ -761,8 +779,11 @@ def test_trends_give_each_round_in_order_with_the_same_figures_as_its_page(world
     with time_machine.travel(datetime(2026, 2, 10, tzinfo=UTC)):
         b_round = open_round(world, cycle=world.cycle_b, title="Warm spaces round")
         members_answer(b_round, [p.manager_b], 9, "manager")
+        health.round_close(health_round=b_round, by=p.facilitator)
     late, link, _ = with_link(world)
     residents_answer(link, 6, value=6)
+    assert [h.public_id for h in health.trends([world.engagement.pk])][-1] != late.public_id
+    health.round_close(health_round=late, by=p.facilitator)
 
     found = health.trends([world.engagement.pk])
     assert [h.title for h in found] == ["With residents", "Warm spaces round", "With residents"]
@@ -1018,8 +1039,10 @@ def test_a_round_in_the_browser_from_opening_to_closing(browser, live_server, wo
     _choose_all(manager, 5)
     manager.get_by_role("button", name="Save my answers").click()
     expect(manager.get_by_text("Thank you: your answers are saved.")).to_be_visible()
-    expect(manager.locator("#health-results")).to_contain_text("Fewer than 5 people have answered")
-    assert_accessible(manager, "results, suppressed")
+    expect(manager.locator("#health-results")).to_contain_text(
+        "The results appear once answers close."
+    )
+    assert_accessible(manager, "a count only while answers come in")
 
     # Two more personas answer: a practitioner of the cycle's organisation and the facilitator.
     practitioner = _page(browser, live_server, errors, p.practitioner_a)
@@ -1035,15 +1058,17 @@ def test_a_round_in_the_browser_from_opening_to_closing(browser, live_server, wo
     residents_answer(SharedLink.objects.get(), 4, value=6)
     facilitator.goto(url("health_round", health_round.public_id))
     facilitator.evaluate("window.samePage = true")
-    facilitator.get_by_role("link", name="Show the latest answers").click()
+    facilitator.get_by_role("link", name="Show the latest count").click()
     results = facilitator.locator("#health-results")
     expect(results).to_contain_text("8 people have answered.")
-    assert facilitator.evaluate("window.samePage === true"), "htmx swapped the results in place"
-    expect(results).to_contain_text("How many gave each score")
-    expect(results.get_by_text("fewer than 5 answered").first).to_be_visible()
-    assert_accessible(facilitator, "results shown")
+    assert facilitator.evaluate("window.samePage === true"), "htmx swapped the count in place"
+    expect(results).to_contain_text("The results appear once answers close.")
+    assert_accessible(facilitator, "count while answers come in")
     facilitator.get_by_role("button", name="Close the round now").click()
     expect(facilitator.get_by_text("Round closed.")).to_be_visible()
+    results = facilitator.locator("#health-results")
+    expect(results).to_contain_text("How many gave each score")
+    expect(results.get_by_text("fewer than 5 answered").first).to_be_visible()
     expect(facilitator.get_by_role("heading", name="Results", exact=True)).to_be_visible()
     assert_accessible(facilitator, "closed round")
     facilitator.set_viewport_size({"width": 390, "height": 844})
