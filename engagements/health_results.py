@@ -69,6 +69,9 @@ class _Figures:
     and per perspective)."""
 
     respondents: int = 0
+    # Respondents of the perspectives with MIN_RESPONDENTS or more: the only ones any figure
+    # is made from (see _figures).
+    counted: int = 0
     by_perspective: dict[str, int] = field(default_factory=dict)
     behaviours: dict[tuple[str, str | None], _Stat] = field(default_factory=dict)
     groups: dict[tuple[str, str | None], _Stat] = field(default_factory=dict)
@@ -81,24 +84,38 @@ def _figures(round_ids: Iterable[int]) -> dict[int, _Figures]:
     perspective, and per behaviour and per group of behaviours (overall and per perspective)
     the count of respondents, the lowest and highest score, the quartiles and median, and how
     many gave each score.
+
+    Every figure is made only from the answers of perspectives with MIN_RESPONDENTS or more.
+    Two practitioners' answers mixed into a round's overall spread with five residents' could
+    be read back by anyone who knows the residents' answers (the link's holder could send
+    five), so a perspective too small to show is left out of every figure, not only its own.
     """
     ids = sorted(set(round_ids))
     if not ids:
         return {}
     # Only the models' own choice values are formatted in; the round ids are a parameter.
     group_case = " ".join(f"WHEN '{b}' THEN '{g}'" for b, g in GROUP_OF.items())
-    counts = ", ".join(f"count(*) FILTER (WHERE x.score = {n})" for n in SCORES)
+    counts = ", ".join(f"count(*) FILTER (WHERE x.score = {n} AND x.counted)" for n in SCORES)
     sql = f"""
         SELECT x.round_id, GROUPING(x.behaviour), GROUPING(x.grp), x.behaviour, x.grp,
                x.perspective, GROUPING(x.perspective),
-               count(DISTINCT x.response_id), min(x.score), max(x.score),
-               percentile_cont(ARRAY[0.25, 0.5, 0.75]) WITHIN GROUP (ORDER BY x.score),
+               count(DISTINCT x.response_id),
+               count(DISTINCT x.response_id) FILTER (WHERE x.counted),
+               min(x.score) FILTER (WHERE x.counted), max(x.score) FILTER (WHERE x.counted),
+               percentile_cont(ARRAY[0.25, 0.5, 0.75]) WITHIN GROUP (ORDER BY x.score)
+                   FILTER (WHERE x.counted),
                ARRAY[{counts}]
         FROM (
             SELECT r.round_id, r.perspective, s.response_id, s.behaviour, s.score,
-                   CASE s.behaviour {group_case} END AS grp
+                   CASE s.behaviour {group_case} END AS grp, p.n >= %s AS counted
             FROM {HealthScore._meta.db_table} s
             JOIN {HealthResponse._meta.db_table} r ON r.id = s.response_id
+            JOIN (
+                SELECT round_id, perspective, count(*) AS n
+                FROM {HealthResponse._meta.db_table}
+                WHERE round_id = ANY(%s)
+                GROUP BY round_id, perspective
+            ) p ON p.round_id = r.round_id AND p.perspective = r.perspective
             WHERE r.round_id = ANY(%s)
         ) x
         GROUP BY GROUPING SETS (
@@ -109,16 +126,20 @@ def _figures(round_ids: Iterable[int]) -> dict[int, _Figures]:
     """  # noqa: S608
     found: dict[int, _Figures] = {round_id: _Figures() for round_id in ids}
     with connection.cursor() as cursor:
-        cursor.execute(sql, [ids])
+        cursor.execute(sql, [MIN_RESPONDENTS, ids, ids])
         rows = cursor.fetchall()
-    for round_id, no_b, no_g, behaviour, group, perspective, all_p, n, lo, hi, qs, hist in rows:
+    for row in rows:
+        round_id, no_b, no_g, behaviour, group, perspective, all_p, everyone, n = row[:9]
+        lo, hi, qs, hist = row[9:]
         figures = found[round_id]
         if no_b and no_g:  # a round, overall or for one perspective
             if all_p:
-                figures.respondents = n
+                figures.respondents, figures.counted = everyone, n
             else:
-                figures.by_perspective[perspective] = n
+                figures.by_perspective[perspective] = everyone
             continue
+        if not n:
+            continue  # made only of perspectives too small to show
         stat = _Stat(n, lo, hi, (qs[0], qs[1], qs[2]), tuple(hist))
         key = None if all_p else perspective
         if no_g:
@@ -191,7 +212,7 @@ def _change(
 ) -> float | None:
     """The median now minus the median in the previous round, when both may be shown."""
     now = stats.get((key, None))
-    if now is None or before is None or before.respondents < MIN_RESPONDENTS:
+    if now is None or before is None or before.counted < MIN_RESPONDENTS:
         return None
     then: _Stat | None = getattr(before, kind).get((key, None))
     return None if then is None else now.median - then.median
@@ -231,10 +252,13 @@ class Headline:
     groups: tuple[GroupFigure, ...]
     previous_title: str = ""  # the last closed round of the same scope, if any
     previous_suppressed: bool = False
+    # Respondents of the perspectives large enough to show (see _figures); None: all of them.
+    counted: int | None = None
 
     @property
     def suppressed(self) -> bool:
-        return self.respondents < MIN_RESPONDENTS
+        counted = self.respondents if self.counted is None else self.counted
+        return counted < MIN_RESPONDENTS
 
     @property
     def largest_gap(self) -> tuple[GroupFigure, Gap] | None:
@@ -259,6 +283,7 @@ class Headline:
             "opened": self.opened.isoformat(),
             "closed": self.closed.isoformat() if self.closed else None,
             "respondents": self.respondents,
+            "counted": self.counted,
             "suppressed": self.suppressed,
             "previous": {"title": self.previous_title, "suppressed": self.previous_suppressed}
             if self.previous_title
@@ -326,6 +351,7 @@ class Headline:
             groups=tuple(groups),
             previous_title=str(previous.get("title", "")),
             previous_suppressed=bool(previous.get("suppressed")),
+            counted=data.get("counted"),
         )
 
     def __str__(self) -> str:
@@ -339,7 +365,11 @@ class Headline:
             "count": self.respondents,
         }
         if self.suppressed:
-            return " ".join([start, _("Fewer than 5 answered, so no figures are shown.")])
+            if self.respondents < MIN_RESPONDENTS:
+                why = _("Fewer than 5 answered, so no figures are shown.")
+            else:
+                why = _("No perspective had 5 answers or more, so no figures are shown.")
+            return " ".join([start, why])
         parts = []
         for group in self.groups:
             median = _number(group.median)
@@ -437,7 +467,7 @@ def _rounds(found: QuerySet[HealthRound]) -> list[_RoundRow]:
 def _headline(row: _RoundRow, figures: Mapping[int, _Figures]) -> Headline:
     mine = figures.get(row.id) or _Figures()
     before = figures.get(row.previous_id) if row.previous_id else None
-    suppressed = mine.respondents < MIN_RESPONDENTS
+    suppressed = mine.counted < MIN_RESPONDENTS
     groups = []
     for group in BehaviourGroup.values:
         stat = mine.groups.get((group, None))
@@ -464,7 +494,8 @@ def _headline(row: _RoundRow, figures: Mapping[int, _Figures]) -> Headline:
         respondents=mine.respondents,
         groups=tuple(groups),
         previous_title=row.previous_title or "",
-        previous_suppressed=before is not None and before.respondents < MIN_RESPONDENTS,
+        previous_suppressed=before is not None and before.counted < MIN_RESPONDENTS,
+        counted=mine.counted,
     )
 
 
@@ -591,7 +622,12 @@ def round_results(health_round: HealthRound) -> RoundResults:
     if not headline.suppressed:
         # In the order of their words, not of their arrival, so nobody is known by when.
         for behaviour, comment in (
-            HealthScore.objects.filter(response__round_id=row.id)
+            HealthScore.objects.filter(
+                response__round_id=row.id,
+                response__perspective__in=[
+                    p for p, n in mine.by_perspective.items() if n >= MIN_RESPONDENTS
+                ],
+            )
             .exclude(comment="")
             .order_by("behaviour", "comment")
             .values_list("behaviour", "comment")

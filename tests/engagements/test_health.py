@@ -642,12 +642,31 @@ def test_a_perspective_with_fewer_than_five_shows_no_figures(world):
     assert shown["practitioner"].median is None
     assert shown["manager"].nobody
     assert results.groups[0].behaviours[0].gap is None  # one perspective shown: no gap
+    # The two practitioners are in no figure at all: knowing the five residents' answers (the
+    # link's holder could have sent them) must not let anyone read theirs back.
+    spread = results.groups[0].behaviours[0].spread
+    assert spread is not None
+    assert spread.counts == (0, 0, 0, 0, 0, 0, 0, 5, 0, 0)
+    assert results.headline.respondents == 7
+    assert [g.median for g in results.headline.groups] == [8.0, 8.0, 8.0]
     health.round_close(health_round=health_round, by=world.personas.facilitator)
     html = page(
         verified_client(world.personas.manager_a).get(url("health_round", health_round.public_id))
     )
     assert "fewer than 5 answered" in html
     assert "nobody answered" in html
+
+
+def test_seven_answers_in_perspectives_of_fewer_than_five_show_no_figures(world):
+    health_round, link, _token = with_link(world)
+    residents_answer(link, 4, value=8)
+    members_answer(health_round, members(world, 3, Membership.Role.MANAGER), 3, "manager")
+    HealthScore.objects.filter(response__perspective="manager").update(comment="Only us three")
+    results = health.round_results(health_round)
+    assert results.headline.respondents == 7
+    assert results.suppressed
+    assert all(g.median is None for g in results.headline.groups)
+    assert all(b.comments == () for g in results.groups for b in g.behaviours)
 
 
 def test_the_gap_between_perspectives_and_comments_without_names(world):
