@@ -46,6 +46,11 @@ AnyUser = AbstractBaseUser | AnonymousUser
 MANAGING_ROLES = (Membership.Role.ADMIN, Membership.Role.MANAGER)
 
 
+# DESIGN §4: a figure about a group of fewer people than this is not shown (a digest's or the
+# dashboard's breakdown, a health-check round or perspective), so nobody can be picked out.
+MIN_GROUP = 5
+
+
 def is_facilitator(user: AnyUser) -> bool:
     """Learning-partner staff: members of a learning-partner organisation."""
     if not user.is_authenticated:

@@ -27,6 +27,7 @@ from django.utils import timezone
 from django.utils.formats import date_format, number_format
 from django.utils.translation import gettext as _
 
+from engagements import access
 from engagements.models import (
     BEHAVIOUR_GROUPS,
     Behaviour,
@@ -37,9 +38,8 @@ from engagements.models import (
     Reflection,
 )
 
-# The threshold of every breakdown by role or organisation (DESIGN.md §4), as in the digests'
-# (digests.MIN_CONTRIBUTORS; a test keeps the two equal).
-MIN_RESPONDENTS = 5
+# The one threshold of DESIGN.md §4, shared with the digests and the dashboard.
+MIN_RESPONDENTS = access.MIN_GROUP
 SCORES = range(1, 11)
 
 Perspective = Reflection.AuthorRole
