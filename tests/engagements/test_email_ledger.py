@@ -218,6 +218,24 @@ def test_the_sweeper_sends_what_the_broker_never_got(db, ledger, smtp_sink, sett
     assert len(smtp_sink.messages) == 3
 
 
+def test_each_email_costs_two_statements_and_every_one_ends_marked_sent(
+    db, ledger, smtp_sink, django_assert_max_num_queries
+):
+    """Claim, hand over, and the sent mark rides on the next claim: what keeps the fanout fast.
+
+    The last of a batch has no next claim; it is marked on its own, so none is left handed.
+    """
+    ids = ledger.plan(KIND, 12, "p", _people(20), send=False)
+    # 20 claims (19 carrying the previous row's sent mark) + 20 handovers + the last sent mark,
+    # plus the batch's own select.
+    with django_assert_max_num_queries(2 * 20 + 2):
+        assert ledger.deliver(ids).sent == 20
+    rows = Email.objects.filter(pk__in=ids)
+    assert {row.status for row in rows} == {Email.Status.SENT}
+    assert all(row.sent is not None and row.attempts == 1 for row in rows)
+    assert Counter(_delivered(smtp_sink).values()) == {1: 20}
+
+
 def test_a_builder_that_no_longer_needs_an_email_marks_it_skipped(
     db, ledger, smtp_sink, monkeypatch
 ):
