@@ -33,7 +33,6 @@ from typing import Any
 
 from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery, Window
-from django.db.models.functions import TruncWeek
 from django.utils import timezone
 
 # digests imports this module: only its names' values at call time are read here.
@@ -93,32 +92,38 @@ class ReflectionCounts:
 CycleScope = QuerySet[LearningCycle] | Sequence[int]
 
 
+def _visible(viewer: AnyUser | None) -> Q:
+    """Published reflections; with a ``viewer``, also the viewer's own whatever their state
+    (the journal's rule, ``selectors.reflection_visibility``, which the export follows)."""
+    if viewer is None:
+        return Q(moderation=Reflection.Moderation.PUBLISHED)
+    return selectors.reflection_visibility(viewer)
+
+
+def _in_period(start: datetime | None, end: datetime | None) -> Q:
+    found = Q()
+    if start is not None:
+        found &= Q(created__gte=start)
+    if end is not None:
+        found &= Q(created__lt=end)
+    return found
+
+
+def _cycle_ids(cycles: CycleScope) -> Any:
+    return cycles.order_by().values("id") if isinstance(cycles, QuerySet) else list(cycles)
+
+
 def counted_reflections(
     cycles: CycleScope,
     start: datetime | None = None,
     end: datetime | None = None,
     viewer: AnyUser | None = None,
 ) -> QuerySet[Reflection]:
-    """The reflections every count is made of: in ``cycles``, created in [start, end).
-
-    Published ones; with a ``viewer``, also the viewer's own whatever their state (the
-    journal's rule, ``selectors.reflection_visibility``, which the export follows).
-    """
-    rule = (
-        selectors.reflection_visibility(viewer)
-        if viewer is not None
-        else Q(moderation=Reflection.Moderation.PUBLISHED)
-    )
-    found = Reflection.objects.filter(rule)
-    if isinstance(cycles, QuerySet):
-        found = found.filter(cycle_id__in=cycles.order_by().values("id"))
-    else:
-        found = found.filter(cycle_id__in=list(cycles))
-    if start is not None:
-        found = found.filter(created__gte=start)
-    if end is not None:
-        found = found.filter(created__lt=end)
-    return found.order_by()
+    """The reflections every count is made of: in ``cycles``, created in [start, end), and
+    published or, with a ``viewer``, also the viewer's own (see :func:`_visible`)."""
+    return Reflection.objects.filter(
+        _visible(viewer), _in_period(start, end), cycle_id__in=_cycle_ids(cycles)
+    ).order_by()
 
 
 def reflection_counts(
@@ -131,7 +136,7 @@ def reflection_counts(
 ) -> ReflectionCounts:
     """Reflections, contributors and cycles with reflections, in one query.
 
-    With ``breakdown``, the same pass also counts by author role and by organisation
+    With ``breakdown``, the same statement also counts by author role and by organisation
     (GROUPING SETS). The groups are raw: whoever shows them suppresses small ones
     (``digests._suppress``).
     """
@@ -151,19 +156,45 @@ def reflection_counts(
             )
             reflections, contributors, with_reflections = cursor.fetchone()
             return ReflectionCounts(reflections, contributors, with_reflections)
+        # Across many engagements a period holds hundreds of thousands of reflections, and a
+        # DISTINCT count in each grouping set sorts them all, once per set. So the reflections
+        # are first hashed down to one row per author, role and organisation (residents: one
+        # row of their count), and only those rows are grouped; the cycles with reflections
+        # are found by an index probe per cycle rather than a third sort.
+        cycles_sql, cycles_params = (
+            LearningCycle.objects.filter(pk__in=_cycle_ids(cycles))
+            .filter(
+                Exists(
+                    Reflection.objects.filter(
+                        _visible(viewer), _in_period(start, end), cycle_id=OuterRef("pk")
+                    )
+                )
+            )
+            .order_by()
+            .values("pk")
+            .query.sql_with_params()
+        )
         cursor.execute(
             f"""
-            SELECT GROUPING(r.author_role), GROUPING(c.organisation_id), r.author_role,
-                   c.organisation_id, count(*), {people}, count(DISTINCT r.cycle_id)
-            FROM ({inner}) r JOIN {LearningCycle._meta.db_table} c ON c.id = r.cycle_id
-            GROUP BY GROUPING SETS ((), (r.author_role), (c.organisation_id))
+            WITH authors AS MATERIALIZED (
+                SELECT r.author_role, c.organisation_id, r.author_id, count(*) AS n
+                FROM ({inner}) r JOIN {LearningCycle._meta.db_table} c ON c.id = r.cycle_id
+                GROUP BY 1, 2, 3
+            )
+            SELECT GROUPING(author_role), GROUPING(organisation_id), author_role,
+                   organisation_id, sum(n),
+                   count(DISTINCT author_id) + coalesce(sum(n) FILTER (WHERE author_id IS NULL), 0),
+                   (SELECT count(*) FROM ({cycles_sql}) w)
+            FROM authors
+            GROUP BY GROUPING SETS ((), (author_role), (organisation_id))
             """,  # noqa: S608
-            params,
+            (*params, *cycles_params),
         )
         rows = cursor.fetchall()
     totals = (0, 0, 0)
     by_role, by_organisation = [], []
     for role_set, org_set, role, organisation_id, n, people_n, n_cycles in rows:
+        n, people_n = int(n or 0), int(people_n or 0)  # sums arrive as Decimal, or None
         if role_set and org_set:
             totals = (n, people_n, n_cycles)
         elif not role_set:
@@ -514,22 +545,31 @@ def stage_matrix(scope: Scope, filters: Filters, choices: Choices) -> StageMatri
 
 
 def rhythm(cycles: QuerySet[LearningCycle], filters: Filters) -> list[Week]:
-    """Reflections per local week (Monday first), every week of the period, empty ones too."""
-    zone = digests.zone(filters.timezone)
-    counted = dict(
-        counted_reflections(cycles, filters.start, filters.end)
-        .annotate(week=TruncWeek("created", tzinfo=zone))
-        .values("week")
-        .annotate(n=Count("*"))
-        .values_list("week", "n")
-    )
-    by_monday = {week.astimezone(zone).date(): n for week, n in counted.items()}
+    """Reflections per local week (Monday first), every week of the period, empty ones too.
+
+    The weeks' first instants are worked out here, in the dashboard's time zone, and each
+    reflection falls in one by a binary search (``width_bucket``): no time-zone arithmetic on
+    every row.
+    """
     monday = filters.first_day - timedelta(days=filters.first_day.weekday())
-    weeks = []
+    mondays = []
     while monday <= filters.last_day:
-        weeks.append(Week(monday, by_monday.get(monday, 0)))
+        mondays.append(monday)
         monday += timedelta(weeks=1)
-    return weeks
+    starts = [_local_midnight(day, filters.timezone) for day in mondays]
+    inner, params = (
+        counted_reflections(cycles, filters.start, filters.end)
+        .values("created")
+        .query.sql_with_params()
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT width_bucket(r.created, %s::timestamptz[]), count(*) FROM ({inner}) r GROUP BY 1",  # noqa: S608 (Django's own SQL; values are parameters)
+            (starts, *params),
+        )
+        counted = dict(cursor.fetchall())
+    # Bucket i (from 1) is the week that starts at starts[i - 1].
+    return [Week(day, counted.get(i, 0)) for i, day in enumerate(mondays, start=1)]
 
 
 def voice_balance(counts: ReflectionCounts) -> list[Voice]:

@@ -192,6 +192,40 @@ def test_the_rhythm_counts_published_reflections_per_week_with_the_empty_week(bo
     )
 
 
+@pytest.mark.parametrize(
+    ("zone", "late_sunday", "early_monday"),
+    [
+        # London moves to summer time on 29 March 2026: that Sunday ends at 23:00 UTC.
+        (
+            "Europe/London",
+            datetime(2026, 3, 29, 22, 30, tzinfo=UTC),
+            datetime(2026, 3, 29, 23, 30, tzinfo=UTC),
+        ),
+        # Tbilisi is four hours ahead all year: its Monday begins on Sunday at 20:00 UTC.
+        (
+            "Asia/Tbilisi",
+            datetime(2026, 3, 29, 19, 30, tzinfo=UTC),
+            datetime(2026, 3, 29, 20, 30, tzinfo=UTC),
+        ),
+    ],
+)
+def test_the_rhythm_cuts_weeks_at_local_midnight_on_monday(world, zone, late_sunday, early_monday):
+    reflect(world.cycle_a, late_sunday)
+    reflect(world.cycle_a, early_monday)
+    reflect(world.cycle_a, early_monday + timedelta(days=7))
+    filters = dashboard.Filters(
+        first_day=date(2026, 3, 23), last_day=date(2026, 4, 12), timezone=zone
+    )
+
+    weeks = dashboard.rhythm(LearningCycle.objects.all(), filters)
+
+    assert [(w.monday, w.reflections) for w in weeks] == [
+        (date(2026, 3, 23), 1),
+        (date(2026, 3, 30), 1),
+        (date(2026, 4, 6), 1),
+    ]
+
+
 def test_the_totals_count_published_reflections_and_the_people_behind_them(board):
     counts = build(board).counts
 
