@@ -501,6 +501,9 @@ class Dashboard:
     latest_digest: Digest | None
     latest_digest_title: str
     moderation_waiting: int
+    # Too few people behind a narrowed selection's reflections to count them
+    # (see too_few_to_count).
+    withheld: bool = False
     # The health check's rounds in the period, oldest first (see health_trend).
     health: list[HealthTrend] = field(default_factory=list)
 
@@ -572,32 +575,45 @@ def rhythm(cycles: QuerySet[LearningCycle], filters: Filters) -> list[Week]:
     return [Week(day, counted.get(i, 0)) for i, day in enumerate(mondays, start=1)]
 
 
-def voice_balance(counts: ReflectionCounts) -> list[Voice]:
-    """Every author role, with groups of fewer than 5 people suppressed (digests' rule)."""
+def voice_balance(counts: ReflectionCounts, *, withheld: bool = False) -> list[Voice]:
+    """Every author role, with groups of fewer than 5 people suppressed (digests' rule).
+
+    Every role goes to the rule, the empty ones too, so a lone small group is hidden with a
+    partner; ``withheld`` (see :func:`too_few_to_count`) hides them all.
+    """
     labels = dict(Reflection.AuthorRole.choices)
+    found = {g.key: g for g in counts.by_role}
     present = digests._suppress(
         [
-            {"role": g.key, "reflections": g.reflections, "contributors": g.contributors}
-            for g in counts.by_role
+            {
+                "role": role,
+                "reflections": found[role].reflections if role in found else 0,
+                "contributors": found[role].contributors if role in found else 0,
+            }
+            for role in ROLE_ORDER
         ]
     )
-    found = {row["role"]: row for row in present}
-    voices = []
-    for role in ROLE_ORDER:
-        row = found.get(role)
-        if row is None:  # nobody: a zero reveals no one
-            voices.append(Voice(role, str(labels[role]), 0, 0, False))
-        else:
-            voices.append(
-                Voice(
-                    role,
-                    str(labels[role]),
-                    row["reflections"],
-                    row["contributors"],
-                    bool(row["suppressed"]),
-                )
-            )
-    return voices
+    return [
+        Voice(role, str(labels[role]), None, None, True)
+        if withheld
+        else Voice(
+            role, str(labels[role]), row["reflections"], row["contributors"], row["suppressed"]
+        )
+        for role, row in zip(ROLE_ORDER, present, strict=True)
+    ]
+
+
+def too_few_to_count(filters: Filters, counts: ReflectionCounts) -> bool:
+    """Whether a narrowed selection's reflection counts must not be shown at all.
+
+    Narrowed to one organisation, stage or scale, the dashboard's totals are a breakdown, the
+    kind the digest hides when fewer than 5 people stand behind it: then the totals, the
+    weekly rhythm and the voice balance (which add up to them) are not shown either.
+    """
+    narrowed = (
+        filters.organisation is not None or filters.stage is not None or bool(filters.scale)
+    )
+    return narrowed and 0 < counts.contributors < digests.MIN_CONTRIBUTORS
 
 
 def quiet_cycles(
@@ -725,6 +741,7 @@ def dashboard(
     now = now or timezone.now()
     cycles = filtered_cycles(scope, filters)
     counts = reflection_counts(cycles=cycles, start=filters.start, end=filters.end, breakdown=True)
+    held_back = too_few_to_count(filters, counts)
     quiet, quiet_total, quiet_since = quiet_cycles(cycles, min(filters.end, now))
     digest = latest_digest(user, scope)
     return Dashboard(
@@ -733,7 +750,7 @@ def dashboard(
         matrix=stage_matrix(scope, filters, choices),
         counts=counts,
         rhythm=rhythm(cycles, filters),
-        voice=voice_balance(counts),
+        voice=voice_balance(counts, withheld=held_back),
         quiet=quiet,
         quiet_total=quiet_total,
         quiet_since=quiet_since,
@@ -742,4 +759,5 @@ def dashboard(
         latest_digest_title=digests.digest_title(digest) if digest is not None else "",
         moderation_waiting=held_for_moderation(user).count(),
         health=health_trend(scope, filters),
+        withheld=held_back,
     )

@@ -365,18 +365,28 @@ def _counts(params: dict[str, Any], cycles: dict[int, _Cycle], content: dict[str
     content["totals"].update(
         reflections=counts.reflections, contributors=counts.contributors, cycles=counts.cycles
     )
+    if not counts.reflections:
+        return
+    # Every role and every organisation in scope, the empty ones too, so that a lone small group
+    # has a partner to be hidden with (see _suppress).
     names = {c.organisation_id: c.organisation for c in cycles.values()}
+    roles = {g.key: g for g in counts.by_role}
     by_role: list[dict[str, Any]] = [  # in the roles' order
-        {"role": g.key, "reflections": g.reflections, "contributors": g.contributors}
-        for g in counts.by_role
+        {
+            "role": role,
+            "reflections": roles[role].reflections if role in roles else 0,
+            "contributors": roles[role].contributors if role in roles else 0,
+        }
+        for role in dashboard.ROLE_ORDER
     ]
+    organisations = {g.key: g for g in counts.by_organisation}
     by_organisation: list[dict[str, Any]] = [
         {
-            "organisation": names.get(g.key, ""),
-            "reflections": g.reflections,
-            "contributors": g.contributors,
+            "organisation": name,
+            "reflections": organisations[pk].reflections if pk in organisations else 0,
+            "contributors": organisations[pk].contributors if pk in organisations else 0,
         }
-        for g in counts.by_organisation
+        for pk, name in names.items()
     ]
     # By name, never by count: a digest is not a league table of organisations.
     by_organisation.sort(key=lambda row: row["organisation"])
@@ -387,10 +397,11 @@ def _counts(params: dict[str, Any], cycles: dict[int, _Cycle], content: dict[str
 def _suppress(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Groups with fewer than MIN_CONTRIBUTORS people lose their counts ("fewer than 5").
 
-    When exactly one group would be hidden, the next smallest is hidden too: otherwise its
-    counts would follow from the totals minus the groups shown.
+    A group of nobody shows its zero: it reveals no one. When exactly one group would be
+    hidden, the next smallest is hidden too, a group of nobody included (pass every group, the
+    empty ones too): otherwise its counts would follow from the totals minus the groups shown.
     """
-    small = [row for row in rows if row["contributors"] < MIN_CONTRIBUTORS]
+    small = [row for row in rows if 0 < row["contributors"] < MIN_CONTRIBUTORS]
     if len(small) == 1 and len(rows) > 1:
         shown = [row for row in rows if row is not small[0]]
         small.append(min(shown, key=lambda row: (row["contributors"], row["reflections"])))

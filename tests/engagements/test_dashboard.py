@@ -260,9 +260,60 @@ def test_one_small_role_alone_takes_the_next_smallest_with_it(board):
     voice = {v.role: v for v in build(board).voice}
 
     assert voice["resident"].suppressed
-    # Otherwise the residents' count would follow from the total minus the rest.
-    assert voice["manager"].suppressed
+    # Otherwise the residents' count would follow from the total minus the rest: the smallest
+    # other group goes with it, here the learning partner's, with nobody in it.
+    assert voice["learning_partner"].suppressed
+    assert voice["learning_partner"].reflections is None
+    assert not voice["manager"].suppressed
     assert not voice["practitioner"].suppressed
+
+
+def test_a_lone_small_role_is_not_given_away_by_the_totals(world, now):
+    """Only residents reflected: the total is theirs, so a role with nobody is hidden too."""
+    for hour in range(3):
+        reflect(world.cycle_a, at(MONDAYS[3], hour), role="resident")
+    scope = dashboard.engagement_scope(world.engagement)
+    choices = dashboard.filter_choices(scope)
+    filters = DashboardFilterForm(
+        QueryDict(), choices=choices, timezone=scope.timezone, url="/"
+    ).filters()
+    board = dashboard.dashboard(
+        user=world.personas.facilitator, scope=scope, filters=filters, choices=choices
+    )
+
+    assert board.counts.contributors == 3  # the engagement's own total is shown
+    voice = {v.role: (v.reflections, v.suppressed) for v in board.voice}
+    assert voice == {
+        "practitioner": (None, True),
+        "manager": (0, False),
+        "resident": (None, True),
+        "learning_partner": (0, False),
+    }
+    assert not board.withheld
+
+
+def test_a_narrowed_selection_of_fewer_than_five_people_shows_no_reflection_counts(board, client):
+    """Organisation B alone: 3 people (manager B, two residents), a breakdown the digest hides."""
+    client = verified_client(board.p.facilitator)
+    organisation = board.p.org_b.public_id
+    narrowed = build(board, organisation=str(organisation))
+    assert narrowed.withheld
+    assert all(v.suppressed and v.reflections is None for v in narrowed.voice)
+
+    html = client.get(
+        engagement_url(board.world), {"organisation": organisation}, headers=HTMX
+    ).content.decode()
+    shown = figures(html)
+    assert "reflections" not in shown
+    assert "contributors" not in shown
+    assert 'data-notice="withheld"' in html
+    assert "chart-rhythm" not in html
+    assert "chart-voice" not in html
+    # The cycles and adaptations, which count no people, are still shown.
+    assert shown["adaptations"] == 1
+    # Organisation A (7 people) is counted as usual, and so is the whole engagement.
+    assert not build(board, organisation=str(board.p.org_a.public_id)).withheld
+    assert figures(client.get(engagement_url(board.world)).content.decode())["contributors"] == 10
 
 
 def test_cycles_gone_quiet_follow_the_digest_rule(board):
@@ -603,7 +654,10 @@ def test_a_manager_sees_their_organisation_and_what_partners_share(board):
 
     org_b = str(p.org_b.public_id)
     only_b = client.get(url + f"?organisation={org_b}", headers=HTMX).content.decode()
-    assert figures(only_b)["reflections"] == 3
+    # B's shared cycle alone: three people, too few to count for another organisation.
+    assert "reflections" not in figures(only_b)
+    assert 'data-notice="withheld"' in only_b
+    assert figures(only_b)["cycles-total"] == 1
 
 
 def test_a_manager_cannot_reach_another_organisation_through_the_filter(board):
@@ -848,6 +902,9 @@ def test_filters_change_the_panels_in_place_and_the_url_can_be_shared(page, worl
     p = world.personas
     for i in range(3):
         reflect(world.cycle_a, datetime.now(UTC) - timedelta(days=i), author=p.manager_a)
+    for i in range(4):  # Organisation A: five people, enough to be counted on its own
+        person = MembershipFactory(organisation=p.org_a, user=UserFactory(username=f"b{i}")).user
+        reflect(world.cycle_a, datetime.now(UTC) - timedelta(hours=i), author=person)
     reflect(world.cycle_b, datetime.now(UTC), author=p.manager_b, role="manager")
     page.goto("/accounts/login/")
     page.get_by_label("Username").fill(p.facilitator.username)
@@ -860,14 +917,14 @@ def test_filters_change_the_panels_in_place_and_the_url_can_be_shared(page, worl
     url = engagement_url(world)
     page.goto(url)
     figure = page.locator('[data-figure="reflections"]')
-    expect(figure).to_have_text("4")
+    expect(figure).to_have_text("8")
     assert_accessible(page, "on the dashboard")
     page.evaluate("window.dashboardMarker = 'still here'")
 
     page.locator("#id_organisation").focus()
     page.locator("#id_organisation").select_option(label="Organisation A")
     page.wait_for_url(re.compile(r"organisation="))
-    expect(figure).to_have_text("3")
+    expect(figure).to_have_text("7")
     assert page.evaluate("window.dashboardMarker") == "still here"  # no full page load
     expect(page.locator("#dashboard-status")).to_contain_text("Organisation A")
     expect(page.locator("#id_organisation")).to_be_focused()
@@ -876,8 +933,15 @@ def test_filters_change_the_panels_in_place_and_the_url_can_be_shared(page, worl
     shared = page.url
     page.goto(shared)  # the link as someone else would open it
     assert page.evaluate("window.dashboardMarker") is None
-    expect(figure).to_have_text("3")
+    expect(figure).to_have_text("7")
     expect(page.locator("#id_organisation")).to_have_value(str(p.org_a.public_id))
+
+    # Organisation B alone is one person: its reflections are not counted, and the page says so.
+    page.locator("#id_organisation").select_option(label="Organisation B")
+    page.wait_for_url(re.compile(rf"organisation={p.org_b.public_id}"))
+    expect(page.locator('[data-notice="withheld"]')).to_be_visible()
+    expect(figure).to_have_count(0)
+    assert_accessible(page, "with too few people to count")
 
     page.locator("#id_start").fill("2026-03-09")
     page.locator("#id_end").fill("2026-03-01")
@@ -887,4 +951,4 @@ def test_filters_change_the_panels_in_place_and_the_url_can_be_shared(page, worl
 
     page.goto(url + "?organisation=" + str(uuid.uuid4()))
     expect(page.locator(".error-summary")).to_contain_text("not part of this dashboard")
-    expect(figure).to_have_text("4")
+    expect(figure).to_have_text("8")

@@ -248,10 +248,20 @@ def test_breakdowns_are_suppressed_below_five_contributors(world):
     content = digests.compile_engagement_digest(world.engagement, START, END)
     assert content["totals"]["contributors"] == 4
     assert content["totals"]["reflections"] == 8
+    # Every role and organisation is listed, the empty ones too, and a lone small group is
+    # hidden with an empty one: otherwise the totals would give its counts away.
+    hidden = {"reflections": None, "contributors": None, "suppressed": True}
+    nobody = {"reflections": 0, "contributors": 0, "suppressed": False}
     assert content["by_role"] == [
-        {"role": "practitioner", "reflections": None, "contributors": None, "suppressed": True}
+        {"role": "practitioner", **hidden},
+        {"role": "manager", **hidden},
+        {"role": "resident", **nobody},
+        {"role": "learning_partner", **nobody},
     ]
-    assert [row["suppressed"] for row in content["by_organisation"]] == [True]
+    assert content["by_organisation"] == [
+        {"organisation": "Organisation A", **hidden},
+        {"organisation": "Organisation B", **hidden},
+    ]
 
     # Five practitioners and five residents are shown; two managers are not, and then neither
     # is the next smallest group, or the managers' counts would follow from the totals.
