@@ -610,9 +610,7 @@ def too_few_to_count(filters: Filters, counts: ReflectionCounts) -> bool:
     kind the digest hides when fewer than 5 people stand behind it: then the totals, the
     weekly rhythm and the voice balance (which add up to them) are not shown either.
     """
-    narrowed = (
-        filters.organisation is not None or filters.stage is not None or bool(filters.scale)
-    )
+    narrowed = filters.organisation is not None or filters.stage is not None or bool(filters.scale)
     return narrowed and 0 < counts.contributors < digests.MIN_CONTRIBUTORS
 
 

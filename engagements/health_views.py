@@ -189,6 +189,11 @@ def show_round(request: AuthedRequest, health_round: uuid.UUID) -> HttpResponse:
         "answered": HealthResponse.objects.filter(round=found, respondent=request.user).exists(),
         "results": health.round_results(found),
     }
+    if request.htmx and request.htmx.target == "health-count":
+        # "Show the latest count": the count alone, swapped into the page's persistent live
+        # region. Should answers have closed since the page opened, it says so (``refreshed``).
+        context["refreshed"] = True
+        return render(request, "engagements/health_round.html#count", context)
     if request.htmx and request.htmx.target == "health-results":
         return render(request, "engagements/health_round.html#results", context)
     if allowed.facilitates:

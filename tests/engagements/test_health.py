@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from html import unescape
 from typing import Any
 
 import pytest
@@ -947,6 +948,93 @@ def test_the_results_refresh_as_an_htmx_partial(world):
     assert "<html" not in html
 
 
+def _score_table_captions(html: str) -> list[str]:
+    """The captions of the per-behaviour score tables, as a screen reader's table list has them."""
+    return [
+        unescape(re.sub(r"\s+", " ", caption)).strip()
+        for caption in re.findall(
+            r'<table class="health-spread">\s*<caption>(.*?)</caption>', html, re.S
+        )
+    ]
+
+
+def test_each_score_table_is_captioned_with_its_behaviour(world):
+    # Nine tables called "How many gave each score" cannot be told apart in a screen reader's
+    # list of tables (WCAG 1.3.1, 2.4.6): each caption names its behaviour.
+    health_round, link, _ = with_link(world)
+    residents_answer(link, 5)
+    health.round_close(health_round=health_round, by=world.personas.facilitator)
+    html = page(
+        verified_client(world.personas.manager_a).get(url("health_round", health_round.public_id))
+    )
+    captions = _score_table_captions(html)
+    assert len(captions) == len(BEHAVIOURS) == 9
+    assert len(set(captions)) == 9, captions
+    shown = [b.behaviour for g in health.round_results(health_round).groups for b in g.behaviours]
+    for caption, behaviour in zip(captions, shown, strict=True):
+        assert caption == f"How many gave each score: {Behaviour(behaviour).label}"
+    assert html.count("<caption>How many gave each score</caption>") == 0
+
+
+def _count_region(html: str) -> tuple[str, str]:
+    """The attributes and the content of the element that holds the count of answers."""
+    found = re.search(r'<span id="health-count"([^>]*)>(.*?)</span>', html, re.S)
+    assert found, "the count has its container"
+    return found.group(1), found.group(2)
+
+
+def test_the_refreshed_count_is_announced_from_a_region_that_stays_in_the_page(world):
+    # WCAG 4.1.3: the count the link refreshes is a status message. The live region must be on
+    # the element that stays in the page (a region swapped in with the new content is not
+    # announced), and the link must not be swapped away, or keyboard focus falls to the page.
+    health_round, link, _ = with_link(world)
+    residents_answer(link, 2)
+    client = verified_client(world.personas.manager_a)
+    html = page(client.get(url("health_round", health_round.public_id)))
+    attributes, content = _count_region(html)
+    assert 'role="status"' in attributes
+    assert 'aria-atomic="true"' in attributes
+    assert "2 people have answered." in content
+    assert "Show the latest count" not in content  # the link is outside the region
+    refresh = re.search(r'<a id="health-count-refresh"([^>]*)>Show the latest count</a>', html)
+    assert refresh, "the refresh link is in the page, with an id"
+    assert 'hx-target="#health-count"' in refresh.group(1)
+    assert 'hx-swap="innerHTML"' in refresh.group(1)  # the region's content, never the region
+    assert "hx-trigger" not in html  # refreshed when asked, never polled
+
+    residents_answer(link, 1)
+    response = client.get(
+        url("health_round", health_round.public_id),
+        headers={"HX-Request": "true", "HX-Target": "health-count"},
+    )
+    assert response.status_code == 200
+    swapped = page(response)
+    assert swapped.strip() == "3 people have answered."
+    for attribute in ('id="health-count"', "role=", "aria-live", "aria-atomic", "<a "):
+        assert attribute not in swapped
+
+    # Answers closed since the page opened: the refreshed count says so and leads to the results.
+    health.round_close(health_round=health_round, by=world.personas.facilitator)
+    swapped = page(
+        client.get(
+            url("health_round", health_round.public_id),
+            headers={"HX-Request": "true", "HX-Target": "health-count"},
+        )
+    )
+    assert "3 people have answered. Answers have closed since this page opened." in swapped
+    assert f'<a href="{url("health_round", health_round.public_id)}">Show the results</a>' in (
+        swapped
+    )
+    # Once closed, the page has no refresh link and no live region: nothing changes any more.
+    html = page(client.get(url("health_round", health_round.public_id)))
+    attributes, content = _count_region(html)
+    assert "role=" not in attributes
+    assert "aria-atomic" not in attributes
+    assert content.strip() == "3 people have answered."
+    assert "health-count-refresh" not in html
+    assert "hx-get" not in html
+
+
 def test_the_pages_link_to_the_health_check(world):
     client = verified_client(world.personas.manager_a)
     assert url("health_rounds", world.engagement.public_id) in page(
@@ -1117,4 +1205,40 @@ def test_a_round_in_the_browser_from_opening_to_closing(browser, live_server, wo
     )
     for page_ in (facilitator, phone, manager, practitioner, elsewhere):
         page_.context.close()
+    assert not errors, f"browser reported errors: {errors}"
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_latest_count_is_announced_and_keeps_focus_on_the_link(browser, live_server, world):
+    from playwright.sync_api import expect
+
+    from tests.conftest import assert_accessible
+
+    health_round, link, _ = with_link(world)
+    residents_answer(link, 2)
+    errors: list[str] = []
+    manager = _page(browser, live_server, errors, world.personas.manager_a)
+    manager.goto(url("health_round", health_round.public_id))
+    region = manager.get_by_role("status").filter(has_text="people have answered")
+    expect(region).to_have_text("2 people have answered.")
+    expect(region).to_have_attribute("aria-atomic", "true")
+    manager.evaluate("window.samePage = true")
+    manager.evaluate(
+        "window.regionNode = document.getElementById('health-count');"
+        "window.regionNode.dataset.kept = 'yes'"
+    )
+    residents_answer(link, 1)
+    refresh = manager.get_by_role("link", name="Show the latest count")
+    refresh.focus()
+    manager.keyboard.press("Enter")
+    expect(region).to_have_text("3 people have answered.")
+    assert manager.evaluate("window.samePage === true"), "htmx swapped the count in place"
+    assert manager.evaluate("document.getElementById('health-count') === window.regionNode"), (
+        "the live region itself stays in the page, so screen readers announce its new text"
+    )
+    expect(manager.locator("#health-count")).to_have_attribute("data-kept", "yes")
+    expect(refresh).to_be_focused()
+    assert_accessible(manager, "the count after a refresh")
+    manager.context.close()
     assert not errors, f"browser reported errors: {errors}"
