@@ -64,7 +64,7 @@ from django.utils import timezone, translation
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 
-from engagements import access, dashboard, health, mail, selectors
+from engagements import access, counting, health, mail, selectors
 from engagements.models import (
     Adaptation,
     Digest,
@@ -356,10 +356,10 @@ def _compile(
 def _counts(params: dict[str, Any], cycles: dict[int, _Cycle], content: dict[str, Any]) -> None:
     """Totals and the two breakdowns in one pass: the count every page shares.
 
-    ``dashboard.reflection_counts`` is the one count of published reflections and the people
+    ``counting.reflection_counts`` is the one count of published reflections and the people
     behind them, so the dashboard, this digest and the export agree (DESIGN.md §8).
     """
-    counts = dashboard.reflection_counts(
+    counts = counting.reflection_counts(
         cycles=params["cycles"], start=params["start"], end=params["end"], breakdown=True
     )
     content["totals"].update(
@@ -377,7 +377,7 @@ def _counts(params: dict[str, Any], cycles: dict[int, _Cycle], content: dict[str
             "reflections": roles[role].reflections if role in roles else 0,
             "contributors": roles[role].contributors if role in roles else 0,
         }
-        for role in dashboard.ROLE_ORDER
+        for role in counting.ROLE_ORDER
     ]
     organisations = {g.key: g for g in counts.by_organisation}
     by_organisation: list[dict[str, Any]] = [

@@ -66,7 +66,7 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 
-from engagements import access, dashboard, selectors
+from engagements import access, counting, selectors
 from engagements.models import (
     Adaptation,
     Change,
@@ -255,9 +255,9 @@ def visible_cycles(user: AnyUser, engagement: Engagement) -> QuerySet[LearningCy
 def visible_reflections(user: AnyUser, engagement: Engagement) -> QuerySet[Reflection]:
     """The journal's rule (``selectors.visible_reflections``) across the visible cycles.
 
-    The same set ``dashboard.reflection_counts`` counts for this reader (``count_rows``).
+    The same set ``counting.reflection_counts`` counts for this reader (``count_rows``).
     """
-    return dashboard.counted_reflections(visible_cycles(user, engagement), viewer=user)
+    return counting.counted_reflections(visible_cycles(user, engagement), viewer=user)
 
 
 def visible_adaptations(user: AnyUser, engagement: Engagement) -> QuerySet[Adaptation]:
@@ -267,13 +267,13 @@ def visible_adaptations(user: AnyUser, engagement: Engagement) -> QuerySet[Adapt
 def count_rows(user: AnyUser, engagement: Engagement) -> int:
     """Cycles, reflections and adaptations the file will hold.
 
-    The reflections are counted by ``dashboard.reflection_counts``, the count the dashboard
+    The reflections are counted by ``counting.reflection_counts``, the count the dashboard
     and the digest show too, with the journal's rule for this reader (``visible_reflections``).
     """
     cycles = visible_cycles(user, engagement)
     return (
         cycles.count()
-        + dashboard.reflection_counts(cycles=cycles, viewer=user).reflections
+        + counting.reflection_counts(cycles=cycles, viewer=user).reflections
         + visible_adaptations(user, engagement).count()
     )
 

@@ -24,7 +24,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import reswap, retarget
 
 from cases.views import related_for_cycle
-from engagements import access, dashboard, diagram, new_links, residents, selectors, services
+from engagements import access, counting, diagram, new_links, residents, selectors, services
 from engagements.forms import (
     AcceptInvitationForm,
     ActorForm,
@@ -831,7 +831,7 @@ def resident_link_revoke(request: AuthedRequest, cycle: uuid.UUID, link: uuid.UU
 def moderation_queue(request: AuthedRequest) -> HttpResponse:
     held = list(
         # The dashboard's "waiting for review" counts this same query.
-        dashboard.held_for_moderation(request.user)
+        counting.held_for_moderation(request.user)
         .select_related("cycle__organisation", "cycle__engagement")
         .order_by("created")
     )

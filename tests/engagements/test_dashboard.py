@@ -33,7 +33,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from playwright.sync_api import expect
 
-from engagements import charts, dashboard, digests, exports, health
+from engagements import charts, counting, dashboard, digests, exports, health
 from engagements.dashboard_forms import DashboardFilterForm
 from engagements.models import (
     Adaptation,
@@ -886,8 +886,8 @@ def test_the_shared_count_follows_the_journal_rule_for_a_reader(board):
     cycles = exports.visible_cycles(p.manager_a, engagement)  # Organisation A's two
 
     # Published ones; the export adds the reader's own, whatever their state, as the journal.
-    assert dashboard.reflection_counts(cycles=cycles).reflections == 9
-    assert dashboard.reflection_counts(cycles=cycles, viewer=p.manager_a).reflections == 10
+    assert counting.reflection_counts(cycles=cycles).reflections == 9
+    assert counting.reflection_counts(cycles=cycles, viewer=p.manager_a).reflections == 10
     assert exports.visible_reflections(p.manager_a, engagement).count() == 10
 
 
