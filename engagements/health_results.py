@@ -608,6 +608,33 @@ class RoundResults:
         """Respondents per perspective (the same for every behaviour)."""
         return self.groups[0].figure.perspectives if self.groups else ()
 
+    @property
+    def answer_counts(self) -> list[tuple[PerspectiveFigure, str]]:
+        """Each perspective with how its number of answers is shown: "shown", "nobody",
+        "fewer" (fewer than 5) or "withheld".
+
+        When exactly one perspective has fewer than 5, the next smallest is not given either,
+        or the small one's number would follow from the total minus the rest; a perspective of
+        nobody taken with it reads "fewer than 5", which is true of it.
+        """
+        found = self.perspectives
+        small = [p for p in found if p.suppressed]
+        partner = None
+        if len(small) == 1 and len(found) > 1:
+            partner = min(
+                (p for p in found if p is not small[0]),
+                key=lambda p: (p.respondents, PERSPECTIVES.index(p.perspective)),
+            )
+        counts = []
+        for p in found:
+            if p.suppressed or (p is partner and p.respondents < MIN_RESPONDENTS):
+                counts.append((p, "fewer"))
+            elif p is partner:
+                counts.append((p, "withheld"))
+            else:
+                counts.append((p, "nobody" if p.nobody else "shown"))
+        return counts
+
 
 def round_results(health_round: HealthRound) -> RoundResults:
     """Per behaviour: the spread, the change since the last closed round of the same scope, and

@@ -656,6 +656,40 @@ def test_a_perspective_with_fewer_than_five_shows_no_figures(world):
     )
     assert "fewer than 5 answered" in html
     assert "nobody answered" in html
+    # The two practitioners' number must not follow from the 7 in all minus the 5 residents:
+    # a perspective of nobody is counted "fewer than 5" with them.
+    counts = {p.perspective: shown for p, shown in results.answer_counts}
+    assert counts == {
+        "practitioner": "fewer",
+        "manager": "fewer",
+        "resident": "shown",
+        "learning_partner": "nobody",
+    }
+
+
+def test_a_lone_small_perspective_takes_the_next_smallest_count_with_it(world):
+    """No perspective of nobody to hide it with: the smallest other count is not given."""
+    health_round, link, _token = with_link(world)
+    residents_answer(link, 6, value=8)
+    members_answer(health_round, members(world, 6, Membership.Role.PRACTITIONER), 6, "practitioner")
+    members_answer(health_round, members(world, 5, Membership.Role.MANAGER), 5, "manager")
+    partners = [world.personas.facilitator]
+    members_answer(health_round, partners, 9, "learning_partner")
+    health.round_close(health_round=health_round, by=world.personas.facilitator)
+
+    counts = {p.perspective: shown for p, shown in health.round_results(health_round).answer_counts}
+    assert counts == {
+        "practitioner": "shown",
+        "manager": "withheld",
+        "resident": "shown",
+        "learning_partner": "fewer",
+    }
+    html = page(
+        verified_client(world.personas.manager_a).get(url("health_round", health_round.public_id))
+    )
+    assert re.search(r'data-answers="manager">not given, so that a smaller number', html)
+    assert re.search(r'data-answers="resident">6<', html)
+    assert "18 people have answered" in html
 
 
 def test_seven_answers_in_perspectives_of_fewer_than_five_show_no_figures(world):
