@@ -43,8 +43,8 @@ def facilitator_dashboard(request: AuthedRequest) -> HttpResponse:
 @login_required
 @require_GET
 def engagement_dashboard(request: AuthedRequest, engagement: uuid.UUID) -> HttpResponse:
-    allowed = access.engagement_to_manage(request.user, engagement)
-    return _page(request, dashboard.engagement_scope(allowed.engagement))
+    found = access.engagement_facilitated(request.user, engagement)
+    return _page(request, dashboard.engagement_scope(found))
 
 
 @login_required
