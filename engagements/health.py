@@ -27,6 +27,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import date, timedelta
+from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
@@ -48,7 +49,9 @@ from engagements.health_results import headlines as headlines
 from engagements.health_results import round_results as round_results
 from engagements.health_results import trends as trends
 from engagements.models import (
+    BEHAVIOUR_GROUPS,
     Behaviour,
+    BehaviourGroup,
     Engagement,
     HealthResponse,
     HealthRound,
@@ -56,6 +59,7 @@ from engagements.models import (
     LearningCycle,
     Membership,
     SharedLink,
+    WithdrawnSubmission,
 )
 from engagements.services import Refused
 
@@ -84,6 +88,26 @@ class RoundClosed(Refused):
         super().__init__(
             _("This round stopped taking answers after %(date)s, so your answers were not saved.")
             % {"date": last}
+        )
+
+
+class AnswerWithdrawn(Refused):
+    """The resident withdrew the answer this very submission key stored."""
+
+    def __init__(self) -> None:
+        super().__init__(_("You withdrew these answers, so they were not sent again."))
+
+
+class WithdrawalChanged(Refused):
+    """Answers closed between the withdrawal's confirmation page and its confirming."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            _(
+                "Answers to this health check closed after you opened this page, so "
+                "withdrawing now does something different. Read what it does below, then "
+                "choose again."
+            )
         )
 
 
@@ -270,7 +294,10 @@ def resident_answer_submit(
 
     Returns the answer and whether this call stored it. The link's row is locked while its
     limits are checked and the answer written, so two copies of one POST store one answer,
-    and a link closed a moment ago (with its round) takes nothing in.
+    and a link closed a moment ago (with its round) takes nothing in. The answer keeps the
+    hash of its receipt code, derived from the submission key as a reflection's is
+    (``residents.receipt_code``), so a retried POST is shown the same code. Raises
+    ``AnswerWithdrawn`` when the resident withdrew this very submission.
     """
     rows = _checked(answers)
     with transaction.atomic():
@@ -283,6 +310,8 @@ def resident_answer_submit(
         existing = HealthResponse.objects.filter(submission_key=submission_key).first()
         if existing is not None:
             return existing, False
+        if WithdrawnSubmission.objects.filter(key=submission_key).exists():
+            raise AnswerWithdrawn()
         if link is None or link.health_round is None or not link.is_active:
             raise Refused(_("This link has closed, so your answers were not sent."))
         if not takes_answers(link.health_round):
@@ -292,6 +321,7 @@ def resident_answer_submit(
             perspective=Perspective.RESIDENT,
             shared_link=link,
             submission_key=submission_key,
+            receipt_hash=residents.receipt_hash(residents.receipt_code(submission_key)),
         )
         _store_scores(response, rows)
         SharedLink.objects.filter(pk=link.pk).update(
@@ -299,6 +329,115 @@ def resident_answer_submit(
         )
         audit(None, "resident.health_answered", link.health_round, link=link.token_prefix)
     return response, True
+
+
+# --- a resident's own answer, through its receipt code -----------------------------------------
+
+# What withdrawing a resident's answer does (``resident_withdrawal``).
+WITHDRAW_ANSWER = "answer"  # the round takes answers: the whole answer is deleted
+WITHDRAW_COMMENTS = "comments"  # answers have closed: the comments go, the scores stay
+
+
+def resident_withdrawal(health_round: HealthRound) -> str:
+    """What withdrawing a resident's answer to the round does now.
+
+    While the round takes answers no figure is shown, so the whole answer can go without
+    anything being read back from the change. Once answers have closed its scores are in
+    results people have read: taking them out would let anyone comparing before and after
+    work out what this person scored, so only the comments go.
+    """
+    return WITHDRAW_ANSWER if takes_answers(health_round) else WITHDRAW_COMMENTS
+
+
+def resident_round_status(health_round: HealthRound) -> str:
+    """In plain words, whether the round still takes answers (residents see no results)."""
+    if health_round.closed is not None:
+        return _("This health check closed on %(date)s.") % {
+            "date": date_format(timezone.localtime(health_round.closed), "j E Y")
+        }
+    if health_round.closes_on is None:
+        return _("This health check still takes answers.")
+    named = {"date": date_format(health_round.closes_on, "j E Y")}
+    if takes_answers(health_round):
+        return _("This health check takes answers until %(date)s.") % named
+    return _("This health check stopped taking answers after %(date)s.") % named
+
+
+def resident_answer_rows(response: HealthResponse) -> list[tuple[str, list[tuple[str, int, str]]]]:
+    """The answer's scores and comments in the form's three groups: (group label, [(behaviour
+    label, score, comment)])."""
+    given = {s.behaviour: s for s in response.scores.all()}
+    return [
+        (
+            str(BehaviourGroup(group).label),
+            [
+                (str(Behaviour(b).label), given[b].score, given[b].comment)
+                for b in behaviours
+                if b in given
+            ],
+        )
+        for group, behaviours in BEHAVIOUR_GROUPS.items()
+    ]
+
+
+def resident_answer_export(response: HealthResponse) -> dict[str, Any]:
+    """A resident's own answer, as they may download it."""
+    health_round = response.round
+    return {
+        "health_check": health_round.title,
+        "engagement": health_round.engagement.title,
+        "cycle": health_round.cycle.title if health_round.cycle is not None else None,
+        "submitted": response.created.isoformat(),
+        "status": resident_round_status(health_round),
+        "answers": [
+            {"group": group, "behaviour": behaviour, "score": score, "comment": comment or None}
+            for group, rows in resident_answer_rows(response)
+            for behaviour, score, comment in rows
+        ],
+    }
+
+
+def resident_answer_withdraw(*, response: HealthResponse, withdrawal: str) -> bool:
+    """Withdraw a resident's answer at their request, as ``resident_withdrawal`` says.
+
+    ``withdrawal`` is what the resident was told it would do; should answers have closed
+    since, ``WithdrawalChanged`` is raised and nothing changes, so they read again and choose.
+    Returns False when there was nothing left to withdraw (withdrawn already). Either way the
+    submission key is kept as withdrawn, so a replayed form stores nothing, and the audit
+    keeps only that it happened. The round's row is locked, so a withdrawal and the round's
+    closing never cross.
+    """
+    with transaction.atomic():
+        locked_round = (
+            HealthRound.objects.select_for_update(of=("self",))
+            .select_related("engagement")
+            .filter(pk=response.round_id)
+            .first()
+        )
+        locked = (
+            HealthResponse.objects.select_for_update()
+            .filter(pk=response.pk, perspective=Perspective.RESIDENT)
+            .exclude(receipt_hash="")
+            .first()
+        )
+        if locked_round is None or locked is None:
+            return False
+        if withdrawal != resident_withdrawal(locked_round):
+            raise WithdrawalChanged()
+        if locked.submission_key is not None:
+            WithdrawnSubmission.objects.get_or_create(key=locked.submission_key)
+        if withdrawal == WITHDRAW_ANSWER:
+            audit(None, "resident.health_answer_withdrawn", locked_round)
+            locked.delete()
+            return True
+        HealthScore.objects.filter(response=locked).exclude(comment="").update(comment="")
+        # Nothing is left that leads back to the resident: not the receipt, the link or the
+        # key (as after the retention period, engagements.retention).
+        HealthResponse.objects.filter(pk=locked.pk).update(
+            receipt_hash="", shared_link=None, submission_key=None
+        )
+        audit(None, "resident.health_comments_withdrawn", locked_round)
+    return True
 
 
 # --- lists ------------------------------------------------------------------------------------

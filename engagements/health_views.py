@@ -9,6 +9,8 @@ Residents answer through the round's link as DESIGN.md §5 says for every reside
 sends them to the token-free ``/r/health/``; answers are sent once whatever the clicks (a
 submission key), rate limited per link, and never lost to an expired page or security check
 (``hls.views.csrf_failure`` hands a failed check here: :func:`rescue_after_security_check`).
+Their thanks page shows a receipt code, once, that opens their answer on the receipt pages
+(``resident_views.receipt``) to look at, download or withdraw.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from engagements import access, health, new_links, resident_session, services
+from engagements import access, health, new_links, resident_session, residents, services
 from engagements.health_forms import AnswerForm, ResidentAnswerForm, RoundForm
 from engagements.models import Engagement, HealthResponse, HealthRound, LearningCycle, SharedLink
 from engagements.resident_views import (
@@ -36,6 +38,7 @@ from engagements.resident_views import (
     SESSION_KEYS,
     _activate_language,
     _closed,
+    remember_receipt,
 )
 from engagements.views import GET_POST, _refused
 from hls.lib import ratelimit
@@ -397,10 +400,19 @@ def resident_answer(request: HttpRequest) -> HttpResponse:
     _activate_language(request, health_round.engagement.language)
     form = ResidentAnswerForm(request.POST) if request.method == "POST" else None
     if form is not None and form.is_valid() and had_session:
-        key = str(form.cleaned_data["submission_key"])
-        if key in session.get(SESSION_KEYS, []):
-            # Already sent from this browser (a double click, a refresh): the same thanks.
-            return _thanks(request, health_round)
+        key = form.cleaned_data["submission_key"]
+        if str(key) in session.get(SESSION_KEYS, []):
+            # Already sent from this browser (a double click, a refresh): the same thanks and
+            # receipt code, even if the round has closed since. Withdrawn since, it is not
+            # found: the form below says so (health.AnswerWithdrawn) or that the round closed.
+            saved = (
+                HealthResponse.objects.select_related("round")
+                .filter(submission_key=key)
+                .exclude(receipt_hash="")
+                .first()
+            )
+            if saved is not None:
+                return _thanks(request, saved, key)
     if not link.is_active or not health.takes_answers(health_round):
         if form is None:
             return _closed(request, 410)
@@ -421,15 +433,29 @@ def resident_answer(request: HttpRequest) -> HttpResponse:
         return response
     key = form.cleaned_data["submission_key"]
     try:
-        # A key already stored is this person's own double click: the same thanks either way.
-        health.resident_answer_submit(link_id=link.pk, submission_key=key, answers=form.answers())
+        answer, created = health.resident_answer_submit(
+            link_id=link.pk, submission_key=key, answers=form.answers()
+        )
     except services.Refused as refusal:
         form.add_error(None, refusal.message)
-        return _resident_page(request, link, form, status=410)
+        withdrawn = isinstance(refusal, health.AnswerWithdrawn)
+        return _resident_page(request, link, form, status=200 if withdrawn else 410)
+    if not created:
+        # The key was stored by another browser, or by this one a moment ago (a second click
+        # before the first came back): saved once, and its receipt code is not shown again, so
+        # only whoever sent it can see or withdraw the answer.
+        return _thanks(request, answer, None)
     keys = session.get(SESSION_KEYS, [])
     session[SESSION_KEYS] = [*keys[-19:], str(key)]
-    return _thanks(request, health_round)
+    return _thanks(request, answer, key)
 
 
-def _thanks(request: HttpRequest, health_round: HealthRound) -> HttpResponse:
-    return render(request, "residents/health_thanks.html", {"round": health_round})
+def _thanks(request: HttpRequest, answer: HealthResponse, key: uuid.UUID | None) -> HttpResponse:
+    """Thanks, with the answer's receipt code (shown on this page only) when ``key`` is given."""
+    if key is not None:
+        remember_receipt(request, answer)
+    return render(
+        request,
+        "residents/health_thanks.html",
+        {"round": answer.round, "receipt": residents.receipt_code(key) if key else ""},
+    )

@@ -1140,6 +1140,8 @@ class HealthResponse(models.Model):
         related_name="health_responses",
     )
     submission_key = models.UUIDField(null=True, blank=True, unique=True, editable=False)
+    # A resident's receipt code, hashed as a reflection's is (``residents.receipt_code``).
+    receipt_hash = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 

@@ -1,9 +1,10 @@
 """The short anonymous session a resident gets from a shared link (DESIGN.md §5).
 
 It lives in one signed cookie scoped to ``/r/``: which link the resident opened, the language
-they read in, the submission keys this browser saved and the reflection their receipt opened.
-Nothing about a resident is written to the server's session table, so opening a link or sending
-a reflection costs no session row, and a resident has no server-side session to leak or sweep.
+they read in, the submission keys this browser saved and the reflection or health-check answer
+their receipt opened. Nothing about a resident is written to the server's session table, so
+opening a link or sending a reflection costs no session row, and a resident has no server-side
+session to leak or sweep.
 
 The cookie is signed with the secret key (tampering empties it), HttpOnly, SameSite=Lax,
 Secure in production, and lasts twelve hours from the last change.

@@ -20,8 +20,8 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
-from engagements import resident_session, residents
-from engagements.models import Adaptation, LearningCycle, Reflection, SharedLink
+from engagements import health, resident_session, residents
+from engagements.models import Adaptation, HealthResponse, LearningCycle, Reflection, SharedLink
 from engagements.resident_forms import ReceiptForm, ResidentReflectionForm
 from engagements.services import Refused
 from hls.lib import ratelimit
@@ -29,7 +29,8 @@ from hls.lib.http import client_ip
 
 SESSION_LINK = "resident_link"
 SESSION_HEALTH_LINK = "resident_health_link"  # a health-check round's link (health_views)
-SESSION_RECEIPT = "resident_receipt"
+SESSION_RECEIPT = "resident_receipt"  # the reflection a receipt code (or sending it) opened
+SESSION_HEALTH_RECEIPT = "resident_health_receipt"  # or the health-check answer
 SESSION_KEYS = "resident_submissions"  # the submission keys this browser saved
 LINK_SALT = "resident-link"
 LINK_REF_SECONDS = 366 * 24 * 60 * 60  # as long as any link lives: the link itself decides
@@ -220,7 +221,7 @@ def _send(
 
 
 def _thanks(request: HttpRequest, reflection: Reflection, key: uuid.UUID) -> HttpResponse:
-    resident_session.of(request)[SESSION_RECEIPT] = reflection.pk
+    remember_receipt(request, reflection)
     link = reflection.shared_link
     return render(
         request,
@@ -291,6 +292,21 @@ def _form_page(
 
 
 # --- receipts -------------------------------------------------------------------------------
+#
+# One code form for both kinds of receipt: a reflection's, and a health-check answer's
+# (``engagements.health``). The code opens one or the other for this browser (its pk in the
+# resident cookie); the pages below show, download or withdraw whichever it opened.
+
+
+def remember_receipt(request: HttpRequest, found: Reflection | HealthResponse) -> None:
+    """The receipt pages of this browser now show ``found`` (and nothing else)."""
+    session = resident_session.of(request)
+    if isinstance(found, HealthResponse):
+        session[SESSION_HEALTH_RECEIPT] = found.pk
+        session.pop(SESSION_RECEIPT, None)
+    else:
+        session[SESSION_RECEIPT] = found.pk
+        session.pop(SESSION_HEALTH_RECEIPT, None)
 
 
 @require_http_methods(["GET", "POST"])
@@ -302,11 +318,12 @@ def receipt(request: HttpRequest) -> HttpResponse:
         if wait:
             return _too_many(request, wait)
         if form.is_valid():
-            found = residents.reflection_by_receipt(form.cleaned_data["code"])
+            found = residents.by_receipt(form.cleaned_data["code"])
             if found is not None:
-                resident_session.of(request)[SESSION_RECEIPT] = found.pk
+                remember_receipt(request, found)
                 return redirect("residents:receipt_view")
             ratelimit.hit("r-receipt-fail", ip, limit=FAILED_LOOKUPS_PER_10_MINUTES, window=600)
+            # The same words whatever kind of code it was meant to be: they reveal nothing.
             form.add_error(
                 "code",
                 _(
@@ -328,6 +345,27 @@ def _receipt_reflection(request: HttpRequest) -> Reflection | None:
     )
 
 
+def _opened_answer(request: HttpRequest) -> bool:
+    """Whether this browser's receipt pages are about a health-check answer."""
+    return SESSION_HEALTH_RECEIPT in resident_session.of(request)
+
+
+def _receipt_answer(request: HttpRequest) -> HealthResponse | None:
+    """The health-check answer this browser's receipt opened, unless withdrawn since."""
+    answer_id = resident_session.of(request).get(SESSION_HEALTH_RECEIPT)
+    if not isinstance(answer_id, int):
+        return None
+    answer = (
+        HealthResponse.objects.select_related("round__engagement", "round__cycle")
+        .filter(pk=answer_id, perspective=Reflection.AuthorRole.RESIDENT)
+        .exclude(receipt_hash="")  # withdrawn once answers had closed: the code works no more
+        .first()
+    )
+    if answer is not None:
+        _activate_language(request, answer.round.engagement.language)
+    return answer
+
+
 def _since(reflection: Reflection) -> QuerySet[Adaptation]:
     return Adaptation.objects.filter(
         cycle_id=reflection.cycle_id, created__gte=reflection.created
@@ -336,6 +374,21 @@ def _since(reflection: Reflection) -> QuerySet[Adaptation]:
 
 @require_GET
 def receipt_view(request: HttpRequest) -> HttpResponse:
+    if _opened_answer(request):
+        answer = _receipt_answer(request)
+        if answer is None:
+            return redirect("residents:receipt")
+        return render(
+            request,
+            "residents/health_receipt_view.html",
+            {
+                "answer": answer,
+                "round": answer.round,
+                "engagement": answer.round.engagement,
+                "status": health.resident_round_status(answer.round),
+                "sections": health.resident_answer_rows(answer),
+            },
+        )
     reflection = _receipt_reflection(request)
     if reflection is None:
         return redirect("residents:receipt")
@@ -351,30 +404,52 @@ def receipt_view(request: HttpRequest) -> HttpResponse:
     )
 
 
-@require_GET
-def receipt_download(request: HttpRequest, fmt: str) -> HttpResponse:
-    if fmt not in ("json", "txt"):
-        raise Http404
-    reflection = _receipt_reflection(request)
-    if reflection is None:
-        return redirect("residents:receipt")
-    _activate_language(request, reflection.language)
-    data = residents.export(reflection)
+def _download(data: dict[str, Any], text: str, fmt: str, name: str) -> HttpResponse:
     if fmt == "json":
         response = HttpResponse(
             json.dumps(data, ensure_ascii=False, indent=2),
             content_type="application/json; charset=utf-8",
         )
     else:
-        lines = [f"{key}: {value}" for key, value in data.items() if key != "reflection"]
-        body = data["reflection"] + "\n\n" + "\n".join(lines) + "\n"
-        response = HttpResponse(body, content_type="text/plain; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="my-reflection.{fmt}"'
+        response = HttpResponse(text, content_type="text/plain; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{name}.{fmt}"'
     return response
+
+
+def _answer_text(data: dict[str, Any]) -> str:
+    """A health-check answer as plain text: what it answered, then each score and comment."""
+    lines = [f"{key}: {value}" for key, value in data.items() if key != "answers" and value]
+    for answer in data["answers"]:
+        lines += ["", f"{answer['behaviour']}: {answer['score']}"]
+        if answer["comment"]:
+            lines.append(answer["comment"])
+    return "\n".join(lines) + "\n"
+
+
+@require_GET
+def receipt_download(request: HttpRequest, fmt: str) -> HttpResponse:
+    if fmt not in ("json", "txt"):
+        raise Http404
+    if _opened_answer(request):
+        answer = _receipt_answer(request)
+        if answer is None:
+            return redirect("residents:receipt")
+        data = health.resident_answer_export(answer)
+        return _download(data, _answer_text(data), fmt, "my-health-check-answers")
+    reflection = _receipt_reflection(request)
+    if reflection is None:
+        return redirect("residents:receipt")
+    _activate_language(request, reflection.language)
+    data = residents.export(reflection)
+    lines = [f"{key}: {value}" for key, value in data.items() if key != "reflection"]
+    text = data["reflection"] + "\n\n" + "\n".join(lines) + "\n"
+    return _download(data, text, fmt, "my-reflection")
 
 
 @require_http_methods(["GET", "POST"])
 def receipt_withdraw(request: HttpRequest) -> HttpResponse:
+    if _opened_answer(request):
+        return _withdraw_answer(request)
     reflection = _receipt_reflection(request)
     if reflection is None:
         if request.method == "POST":
@@ -386,3 +461,43 @@ def receipt_withdraw(request: HttpRequest) -> HttpResponse:
         resident_session.of(request).pop(SESSION_RECEIPT, None)
         return render(request, "residents/withdrawn.html", {})
     return render(request, "residents/withdraw_confirm.html", {"reflection": reflection})
+
+
+def _withdraw_answer(request: HttpRequest) -> HttpResponse:
+    """Withdraw a health-check answer: all of it while the round takes answers, else its
+    comments (``health.resident_withdrawal`` says why), after a page saying which.
+
+    The browser keeps pointing at the answer afterwards, so withdrawing again (another tab, a
+    refresh) says it was withdrawn already.
+    """
+    answer = _receipt_answer(request)
+    if answer is None:
+        if request.method == "POST":
+            _activate_language(request, None)
+            return render(request, "residents/health_withdrawn.html", {"gone": True})
+        return redirect("residents:receipt")
+    changed = False
+    posted = request.POST.get("withdrawal", "")
+    if request.method == "POST" and posted in (health.WITHDRAW_ANSWER, health.WITHDRAW_COMMENTS):
+        try:
+            done = health.resident_answer_withdraw(response=answer, withdrawal=posted)
+        except health.WithdrawalChanged:
+            # Answers closed since the page was read: it is shown again, saying what changed.
+            changed = True
+            answer.round.refresh_from_db(fields=["closed", "closes_on"])
+        else:
+            context = {"gone": not done, "withdrawal": posted}
+            return render(request, "residents/health_withdrawn.html", context)
+    withdrawal = health.resident_withdrawal(answer.round)
+    return render(
+        request,
+        "residents/health_withdraw_confirm.html",
+        {
+            "answer": answer,
+            "round": answer.round,
+            "withdrawal": withdrawal,
+            "changed": changed,
+            "status": health.resident_round_status(answer.round),
+        },
+        status=409 if changed else 200,
+    )

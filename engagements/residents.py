@@ -2,7 +2,9 @@
 
 A link's token is 256 random bits; only its SHA-256 is kept, with a short prefix for support.
 A receipt code is derived from the submission key the form carried (an HMAC under the secret
-key), so a retried POST shows the same code while only its hash is stored.
+key), so a retried POST shows the same code while only its hash is stored. Reflections and
+residents' health-check answers (``engagements.health``) get their codes the same way, and one
+lookup (``by_receipt``) finds either.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from django.utils.translation import gettext as _
 from engagements.access import audit
 from engagements.models import (
     AuditEvent,
+    HealthResponse,
     HealthRound,
     LearningCycle,
     ModerationEvent,
@@ -137,15 +140,32 @@ def normalise_receipt(code: str) -> str:
     return "-".join(letters[i : i + 4] for i in range(0, len(letters), 4))
 
 
-def reflection_by_receipt(code: str) -> Reflection | None:
+def receipt_hash(code: str) -> str:
+    """What is stored of a receipt code (``receipt_code``): its SHA-256, never the code."""
+    return _sha256(code)
+
+
+def by_receipt(code: str) -> Reflection | HealthResponse | None:
+    """The reflection or the health-check answer a resident's receipt code opens, or None.
+
+    Both kinds are looked up whatever the first finds, so every code costs the same two index
+    probes, found or not (the receipt page answers an unknown code with the same words).
+    """
     normalised = normalise_receipt(code)
     if len(normalised) != 19:
         return None
-    return (
+    digest = receipt_hash(normalised)
+    reflection = (
         Reflection.objects.select_related("cycle__engagement", "stage")
-        .filter(receipt_hash=_sha256(normalised))
+        .filter(receipt_hash=digest)
         .first()
     )
+    answer = (
+        HealthResponse.objects.select_related("round__engagement")
+        .filter(receipt_hash=digest, perspective=Reflection.AuthorRole.RESIDENT)
+        .first()
+    )
+    return reflection or answer
 
 
 # --- submitting -----------------------------------------------------------------------------
@@ -186,7 +206,7 @@ def submit(
         consent=True,
         follow_up_email=follow_up_email,
         submission_key=submission_key,
-        receipt_hash=_sha256(receipt_code(submission_key)),
+        receipt_hash=receipt_hash(receipt_code(submission_key)),
     )
     added = _insert_once(reflection, link_id=link_id, follow_up=bool(follow_up_email))
     if added is None:

@@ -174,9 +174,15 @@ def purge_engagement(
 
 
 def _health_identifying() -> Q:
-    """Health-check answers that still hold a comment, or the link or key they came through."""
+    """Health-check answers that still hold a comment, the link or key they came through, or
+    the receipt code that opens them."""
     commented = HealthScore.objects.filter(response=OuterRef("pk")).exclude(comment="")
-    return Q(shared_link__isnull=False) | Q(submission_key__isnull=False) | Q(Exists(commented))
+    return (
+        Q(shared_link__isnull=False)
+        | Q(submission_key__isnull=False)
+        | ~Q(receipt_hash="")
+        | Q(Exists(commented))
+    )
 
 
 def anonymise_health_answers(
@@ -203,7 +209,7 @@ def anonymise_health_answers(
         with transaction.atomic():
             HealthScore.objects.filter(response_id__in=ids).exclude(comment="").update(comment="")
             anonymised += HealthResponse.objects.filter(pk__in=ids).update(
-                shared_link=None, submission_key=None
+                shared_link=None, submission_key=None, receipt_hash=""
             )
 
 

@@ -857,5 +857,8 @@ def test_a_closed_link_and_an_unknown_one_say_the_same_plain_words(
         assert unknown.status == 404
         assert phone.locator("main").inner_text() == closed_words
         assert token not in phone.content()
-        phone.get_by_role("link", name="Already sent a reflection? Use your receipt code").click()
+        phone.get_by_role(
+            "link",
+            name="Already sent a reflection or answered a health check? Use your receipt code",
+        ).click()
         expect(phone.get_by_role("heading", name="Use your receipt code")).to_be_visible()

@@ -280,6 +280,13 @@ def test_old_resident_health_answers_keep_their_scores_and_lose_everything_else(
         b.spread for g in figures.groups for b in g.behaviours
     ]
     assert not HealthScore.objects.filter(comment__contains="our street").exists()
+    # Nor does a receipt code open them any more.
+    assert set(
+        HealthResponse.objects.filter(pk__in=[r.pk for r in old]).values_list(
+            "receipt_hash", flat=True
+        )
+    ) == {""}
+    assert HealthResponse.objects.get(pk=recent.pk).receipt_hash != ""
     (event,) = AuditEvent.objects.filter(action="retention.applied")
     assert event.detail == {
         "deleted": 0,
