@@ -17,9 +17,10 @@ while the round takes answers; each resident submission is one answer (see
 :func:`perspective_of` for the perspective each answer is counted under).
 
 **What they show** (the spread, changes, perspective gaps, suppression below
-``MIN_RESPONDENTS``) is read in ``engagements.health_results``; its selectors are re-exported
-here (``health.round_results``, ``health.trends``, ``health.headlines``,
-``health.digest_items``), so callers need one module.
+``MIN_RESPONDENTS``) is read in ``engagements.health_results`` and, for a round's page,
+``engagements.health_round_page``; their selectors are re-exported here
+(``health.round_results``, ``health.trends``, ``health.headlines``, ``health.digest_items``),
+so callers need one module.
 """
 
 from __future__ import annotations
@@ -43,11 +44,11 @@ from engagements.health_results import PERSPECTIVES as PERSPECTIVES
 from engagements.health_results import SCORES as SCORES
 from engagements.health_results import Headline as Headline
 from engagements.health_results import Perspective as Perspective
-from engagements.health_results import RoundResults as RoundResults
 from engagements.health_results import digest_items as digest_items
 from engagements.health_results import headlines as headlines
-from engagements.health_results import round_results as round_results
 from engagements.health_results import trends as trends
+from engagements.health_round_page import RoundResults as RoundResults
+from engagements.health_round_page import round_results as round_results
 from engagements.models import (
     BEHAVIOUR_GROUPS,
     Behaviour,
