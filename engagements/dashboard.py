@@ -562,7 +562,7 @@ def health_trend(scope: Scope, filters: Filters) -> list[HealthTrend]:
     (``health.trends``: medians per group, change, perspective gaps, suppressed below 5).
 
     A round of a whole engagement is kept whatever the stage or scale chosen, as it is about
-    no one cycle; choosing an organisation keeps only its cycles' rounds. Three queries.
+    no one cycle; choosing an organisation keeps only its cycles' rounds. Two queries.
     """
     if scope.engagement is not None:
         engagement_ids = [scope.engagement.pk]
@@ -574,7 +574,7 @@ def health_trend(scope: Scope, filters: Filters) -> list[HealthTrend]:
         )
     rounds = health.trends(
         engagement_ids,
-        cycle_ids=filtered_cycles(scope, filters).values_list("pk", flat=True),
+        cycle_ids=filtered_cycles(scope, filters).values("pk"),
         organisation_id=filters.organisation.pk if filters.organisation is not None else None,
         closed_from=filters.start,
         opened_before=filters.end,

@@ -508,7 +508,7 @@ def headlines(found: QuerySet[HealthRound]) -> list[Headline]:
 def trends(
     engagement_ids: Iterable[int],
     *,
-    cycle_ids: Iterable[int] | None = None,
+    cycle_ids: Iterable[int] | QuerySet[Any] | None = None,
     organisation_id: int | None = None,
     closed_from: datetime | None = None,
     opened_before: datetime | None = None,
@@ -521,8 +521,8 @@ def trends(
     watching what that person said (the round page shows only a count until answers close).
     ``closed_from`` and ``opened_before`` keep the rounds that ran during a period.
 
-    ``cycle_ids`` keeps only the rounds of those cycles and of whole engagements (pass the
-    cycles the reader may see: ``access.cycles_for``); ``organisation_id`` keeps only the rounds
+    ``cycle_ids`` (ids, or a queryset of them) keeps only the rounds of those cycles and of
+    whole engagements (pass the cycles the reader may see: ``access.cycles_for``); ``organisation_id`` keeps only the rounds
     of that organisation's cycles (a round of a whole engagement belongs to no organisation).
     The caller has checked the reader may see these engagements.
     """
@@ -532,7 +532,9 @@ def trends(
     if opened_before is not None:
         found = found.filter(opened__lt=opened_before)
     if cycle_ids is not None:
-        found = found.filter(Q(cycle=None) | Q(cycle_id__in=list(cycle_ids)))
+        # A queryset stays a subquery: the reader's cycles are not fetched to be sent back.
+        chosen = cycle_ids if isinstance(cycle_ids, QuerySet) else list(cycle_ids)
+        found = found.filter(Q(cycle=None) | Q(cycle_id__in=chosen))
     if organisation_id is not None:
         found = found.filter(cycle__organisation_id=organisation_id)
     return headlines(found.order_by("opened", "id"))
