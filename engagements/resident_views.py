@@ -327,8 +327,8 @@ def receipt(request: HttpRequest) -> HttpResponse:
             form.add_error(
                 "code",
                 _(
-                    "We found no reflection with this code. Check it against what you wrote "
-                    "down; if you withdrew the reflection, it no longer exists."
+                    "We found nothing sent with this code. Check it against what you wrote "
+                    "down; if you withdrew what you sent, it no longer exists."
                 ),
             )
     return render(request, "residents/receipt.html", {"form": form})

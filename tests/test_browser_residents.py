@@ -355,7 +355,7 @@ def read_change_download_and_withdraw(resident: Page, code: str) -> None:
     assert resident.url.endswith("/r/receipt/")
     resident.get_by_label("Receipt code").fill(code)
     resident.get_by_role("button", name="Continue").click()
-    expect_error_summary(resident, "We found no reflection with this code.")
+    expect_error_summary(resident, "We found nothing sent with this code.")
     expect(resident.get_by_label("Receipt code")).to_have_attribute("aria-invalid", "true")
     assert_accessible(resident, "on the receipt-code page with an unknown code")
 

@@ -34,7 +34,7 @@ from tests.residents.helpers import form_data, make_link, opened
 pytestmark = pytest.mark.django_db
 
 CODE = re.compile(r"[A-Z2-7]{4}(-[A-Z2-7]{4}){3}")
-NOT_FOUND = "We found no reflection with this code."
+NOT_FOUND = "We found nothing sent with this code."
 COMMENT = "Nobody asks us before deciding."
 WITHDRAWN_WORDS = "You withdrew these answers, so they were not sent again."
 
@@ -400,3 +400,63 @@ def test_a_reflection_code_after_a_health_code_shows_the_reflection(world, link)
     view = page(resident.get("/r/receipt/yours/"))
     assert COMMENT in view
     assert "The bus to the clinic" not in view
+
+
+# --- in a browser ----------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_a_resident_on_a_phone_keeps_their_code_looks_at_their_answer_and_withdraws_it(
+    browser, live_server, world
+):
+    """From the link to a withdrawn answer, typing the code in again on the way; axe clean."""
+    from playwright.sync_api import expect
+
+    from tests.conftest import assert_accessible
+
+    health_round, _link, token = with_link(world)
+    context = browser.new_context(
+        base_url=live_server.url,
+        locale="en-GB",
+        viewport={"width": 390, "height": 844},
+        is_mobile=True,
+        has_touch=True,
+    )
+    context.set_default_timeout(10_000)
+    phone = context.new_page()
+    errors: list[str] = []
+    phone.on("pageerror", lambda exc: errors.append(str(exc)))
+    phone.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+
+    phone.goto(f"/r/{token}")
+    for behaviour in Behaviour.values:
+        phone.locator(f'input[name="score_{behaviour}"][value="7"]').check()
+    phone.get_by_label("Comment on “Decision-making is devolved”").fill(COMMENT)
+    phone.get_by_role("button", name="Send my answers").click()
+    code = phone.locator("#receipt-code")
+    expect(code).to_have_text(CODE)
+    receipt = code.inner_text()
+    assert_accessible(phone, "thanks with the receipt code")
+
+    # Later, from the code alone (as typed on a Ukrainian keyboard).
+    phone.context.clear_cookies()
+    phone.goto("/r/receipt/")
+    phone.get_by_label("Receipt code").fill(cyrillic(receipt))
+    phone.get_by_role("button", name="Continue").click()
+    expect(phone.get_by_role("heading", level=1)).to_have_text("Your health-check answers")
+    expect(phone.get_by_text(COMMENT)).to_be_visible()
+    expect(phone.get_by_text("This health check still takes answers.")).to_be_visible()
+    assert_accessible(phone, "the resident's own answer")
+    width = phone.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the receipt page is {width}px wide on a 390px phone"
+
+    phone.get_by_role("link", name="Withdraw my answers").click()
+    expect(phone.get_by_role("heading", level=1)).to_have_text("Withdraw your answers?")
+    assert_accessible(phone, "withdrawal confirmation")
+    phone.get_by_role("button", name="Yes, delete my answers").click()
+    expect(phone.get_by_role("heading", level=1)).to_have_text("Your answers are deleted")
+    assert_accessible(phone, "answers withdrawn")
+    assert not HealthResponse.objects.filter(round=health_round).exists()
+    assert errors == []
+    context.close()

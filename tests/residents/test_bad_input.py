@@ -234,8 +234,8 @@ def test_a_replayed_receipt_after_withdrawal_gets_a_clear_message(link):
     for attempt in (Client(), client):
         response = attempt.post("/r/receipt/", {"code": code})
         assert response.status_code == 200
-        assert "We found no reflection with this code." in html_of(response)
-        assert "if you withdrew the reflection, it no longer exists" in html_of(response)
+        assert "We found nothing sent with this code." in html_of(response)
+        assert "if you withdrew what you sent, it no longer exists" in html_of(response)
     # The old session's receipt pages send the resident back to the code form.
     for path in ("/r/receipt/yours/", "/r/receipt/yours/download.json"):
         response = client.get(path)

@@ -43,7 +43,7 @@ def test_a_resident_reflects_gets_a_receipt_and_withdraws(link, client, world):
     assert AuditEvent.objects.filter(action="resident.reflection_withdrawn").exists()
     response = other.post("/r/receipt/", {"code": receipt})
     assert response.status_code == 200
-    assert "We found no reflection with this code." in response.content.decode()
+    assert "We found nothing sent with this code." in response.content.decode()
 
 
 def test_a_double_submit_stores_one_reflection_and_shows_the_same_receipt(link, client):
