@@ -315,12 +315,16 @@ def main() -> None:
 
     expected = {f"invitee{i}@example.org" for i in range(INVITEES)}
     duplicates = missing = 0
-    for name, counts in runs:
+    for occurrence, (name, counts) in zip(occurrences, runs, strict=True):
         dup = sum(c - 1 for c in counts.values() if c > 1)
         miss = len(expected - set(counts))
         duplicates += dup
         missing += miss
         print(f"{name}: {len(counts)} invitees reached, {dup} duplicates, {miss} missing")
+        for row in Email.objects.filter(
+            recipient__in=sorted(expected - set(counts)), object_id=occurrence.pk
+        ).values("recipient", "status", "attempts", "claimed", "sent", "error")[:10]:
+            print(f"    missing: {row}")
     failed = Email.objects.filter(status=Email.Status.FAILED).count()
     print(f"ledger rows failed: {failed}", flush=True)
 

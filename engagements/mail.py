@@ -9,20 +9,24 @@ redelivered message adds nothing. After the commit the rows are handed, in batch
 1. claims it (``pending`` → ``sending``) in its own short transaction;
 2. builds the message with the kind's builder and sends it over one SMTP connection, up to
    the last line of its data;
-3. marks it ``handed`` (committed), then sends the final ``.`` that asks the server to take
-   the message, and reads the reply;
+3. marks it ``handed`` in a transaction left open while it sends the final ``.`` that asks
+   the server to take the message, commits, and reads the server's reply;
 4. marks it ``sent`` (in the same statement as the next row's claim), or ``failed`` for a
    permanent refusal (5xx), or puts it back to ``pending`` with a backoff for a temporary one
    (4xx, a dropped connection).
 
-A worker killed before (3) leaves a ``sending`` row: the server has not taken the message (a
-connection that drops in the middle of DATA makes it throw the message away), so once the
-claim is stale the sweeper hands the row out again. A worker killed after (3) leaves a
-``handed`` row: the ``.`` was, all but certainly, on its way, so the sweeper counts it sent
-rather than risk a second copy (RFC 1047 describes this window). What is left is the time
-between committing (3) and writing three bytes to the socket, microseconds rather than the
-round trips of the server's reply and the database's commit; the deterministic Message-ID
-covers even that for receiving servers that recognise it.
+A worker killed before the ``.`` is written leaves a ``sending`` row: its open transaction
+dies with its database connection, and the server has not taken the message (a connection
+that drops in the middle of DATA makes it throw the message away), so once the claim is stale
+the sweeper hands the row out again. A worker killed once the ``COMMIT`` after the ``.`` is
+written leaves a ``handed`` row, and the server has the message (a mail server takes it when
+it reads the ``.``, whether or not the client stays for the reply), so the sweeper counts it
+sent (RFC 1047 describes this case). Committing *before* the ``.`` would not do: a worker
+killed while waiting for that commit's reply leaves the row committed as handed although the
+``.`` was never written, and the message would be lost. What is left is the time between
+writing the ``.`` and writing the ``COMMIT``, two writes to local sockets a few microseconds
+apart; a worker killed exactly there sends the message again, and the deterministic
+Message-ID lets receiving servers that recognise it drop the copy.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import logging
 import re
 import smtplib
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -257,10 +261,16 @@ def _mark_sent(email_id: int) -> None:
         cursor.execute(_SENT_SQL, {"now": timezone.now(), "sent": email_id})
 
 
-def _hand_over(email_id: int) -> None:
-    """Record, before the final ``.``, that the server is about to have the whole message."""
-    with connection.cursor() as cursor:
-        cursor.execute(_HAND_OVER_SQL, [email_id])
+@contextlib.contextmanager
+def _handing_over(email_id: int) -> Iterator[None]:
+    """Mark the row ``handed``, committed only once the block (writing the final ``.``) is done.
+
+    See the module's docstring: killed inside the block, the worker leaves the row ``sending``.
+    """
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(_HAND_OVER_SQL, [email_id])
+        yield
 
 
 def _finish(email_id: int, status: str, error: str = "", next_try: Any = None) -> None:
@@ -358,22 +368,25 @@ def _send_one(connection: Any, message: EmailMessage, row: Email) -> None:
     smtp = getattr(connection, "connection", None)
     if isinstance(smtp, smtplib.SMTP):
         try:
-            _transmit(smtp, message, lambda: _hand_over(row.pk))
+            _transmit(smtp, message, lambda: _handing_over(row.pk))
         except Exception:
             if smtp.sock is None:  # the server closed it (a 421, a drop): a new one next time
                 connection.close()
             raise
         return
     # Not SMTP (the console or memory backends of development and tests): one step.
-    _hand_over(row.pk)
-    if not message.send():
+    with _handing_over(row.pk):
+        sent = message.send()
+    if not sent:
         raise smtplib.SMTPServerDisconnected("the connection closed before the message was sent")
 
 
 def _transmit(
-    smtp: smtplib.SMTP, message: EmailMessage, before_last_line: Callable[[], None]
+    smtp: smtplib.SMTP,
+    message: EmailMessage,
+    handing_over: Callable[[], contextlib.AbstractContextManager[None]],
 ) -> None:
-    """``smtplib.SMTP.sendmail`` for one message, calling ``before_last_line`` before the ``.``.
+    """``smtplib.SMTP.sendmail`` for one message, writing the ``.`` inside ``handing_over``.
 
     Until the ``.`` the server holds nothing it would deliver; after its 250 reply it has taken
     the message. Keeping the two apart is what lets a killed worker's row say which it was.
@@ -411,8 +424,8 @@ def _transmit(
     if not body.endswith(b"\r\n"):
         body += b"\r\n"
     smtp.send(body)
-    before_last_line()
-    smtp.send(b".\r\n")
+    with handing_over():
+        smtp.send(b".\r\n")
     code, reply = smtp.getreply()
     if code != 250:
         if code == 421:

@@ -159,7 +159,9 @@ def test_a_worker_killed_mid_batch_leaves_every_invitee_one_prompt(
 
 
 # A process that sends one ledger row and kills itself with SIGKILL at a chosen point of the
-# SMTP exchange: right after the message's data (before the final "."), or right after the ".".
+# SMTP exchange: right after the message's data; with the row marked handed over but the final
+# "." not yet written; or once the "." is written (and the handover committed), before the
+# server's reply is read.
 _KILL_AT = r"""
 import os, signal, smtplib, sys
 import django
@@ -170,23 +172,39 @@ from engagements import mail
 point, email_id = sys.argv[1], int(sys.argv[2])
 mail.BUILDER_MODULES = ()
 mail.BUILDERS["prompt"] = lambda rows: {r.pk: EmailMessage("Hello", "Body", to=[]) for r in rows}
-real_send = smtplib.SMTP.send
+real_send, real_getreply = smtplib.SMTP.send, smtplib.SMTP.getreply
+dot_written = []
 
 def send(self, data):
-    real_send(self, data)
     data = data if isinstance(data, bytes) else data.encode()
     last = data == b".\r\n"
-    if (point == "after_data" and b"Body" in data) or (point == "after_dot" and last):
+    if point == "before_dot" and last:
         os.kill(os.getpid(), signal.SIGKILL)
+    real_send(self, data)
+    if point == "after_data" and b"Body" in data:
+        os.kill(os.getpid(), signal.SIGKILL)
+    if last:
+        dot_written.append(True)
 
-smtplib.SMTP.send = send
+def getreply(self):
+    if point == "after_dot" and dot_written:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_getreply(self)
+
+smtplib.SMTP.send, smtplib.SMTP.getreply = send, getreply
 mail.deliver([email_id])
 """
 
 
 @pytest.mark.parametrize(
     ("point", "left_as", "arrived_before_sweep"),
-    [("after_data", Email.Status.SENDING, 0), ("after_dot", Email.Status.HANDED, 1)],
+    [
+        ("after_data", Email.Status.SENDING, 0),
+        # Marked handed over, killed before the "." went: the mark dies with the worker's
+        # transaction. (Committed before the ".", it would stay and the email would be lost.)
+        ("before_dot", Email.Status.SENDING, 0),
+        ("after_dot", Email.Status.HANDED, 1),
+    ],
 )
 def test_a_worker_killed_either_side_of_the_final_dot_leaves_exactly_one_email(
     transactional_db, smtp_sink, monkeypatch, point, left_as, arrived_before_sweep
