@@ -9,7 +9,7 @@ queue's own query (:func:`held_for_moderation`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,6 +32,16 @@ class Group:
     key: Any  # an author role, or an organisation's id
     reflections: int
     contributors: int
+
+
+def every_group(groups: Sequence[Group], keys: Iterable[Any]) -> list[Group]:
+    """One group per key, in the keys' order, those nobody was in counted as nought.
+
+    Suppression needs the empty groups too: a lone small group is hidden with one of them
+    (``digests._suppress``).
+    """
+    found = {group.key: group for group in groups}
+    return [found.get(key, Group(key, 0, 0)) for key in keys]
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery, Win
 from django.utils import timezone
 
 # digests imports this module: only its names' values at call time are read here.
-from engagements import access, digests, health
+from engagements import access, counting, digests, health
 from engagements.counting import (
     ROLE_ORDER,
     ReflectionCounts,
@@ -437,15 +437,10 @@ def voice_balance(counts: ReflectionCounts, *, withheld: bool = False) -> list[V
     partner; ``withheld`` (see :func:`too_few_to_count`) hides them all.
     """
     labels = dict(Reflection.AuthorRole.choices)
-    found = {g.key: g for g in counts.by_role}
     present = digests._suppress(
         [
-            {
-                "role": role,
-                "reflections": found[role].reflections if role in found else 0,
-                "contributors": found[role].contributors if role in found else 0,
-            }
-            for role in ROLE_ORDER
+            {"role": g.key, "reflections": g.reflections, "contributors": g.contributors}
+            for g in counting.every_group(counts.by_role, ROLE_ORDER)
         ]
     )
     return [

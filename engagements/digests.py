@@ -370,23 +370,13 @@ def _counts(params: dict[str, Any], cycles: dict[int, _Cycle], content: dict[str
     # Every role and every organisation in scope, the empty ones too, so that a lone small group
     # has a partner to be hidden with (see _suppress).
     names = {c.organisation_id: c.organisation for c in cycles.values()}
-    roles = {g.key: g for g in counts.by_role}
     by_role: list[dict[str, Any]] = [  # in the roles' order
-        {
-            "role": role,
-            "reflections": roles[role].reflections if role in roles else 0,
-            "contributors": roles[role].contributors if role in roles else 0,
-        }
-        for role in counting.ROLE_ORDER
+        {"role": g.key, "reflections": g.reflections, "contributors": g.contributors}
+        for g in counting.every_group(counts.by_role, counting.ROLE_ORDER)
     ]
-    organisations = {g.key: g for g in counts.by_organisation}
     by_organisation: list[dict[str, Any]] = [
-        {
-            "organisation": name,
-            "reflections": organisations[pk].reflections if pk in organisations else 0,
-            "contributors": organisations[pk].contributors if pk in organisations else 0,
-        }
-        for pk, name in names.items()
+        {"organisation": names[g.key], "reflections": g.reflections, "contributors": g.contributors}
+        for g in counting.every_group(counts.by_organisation, names)
     ]
     # By name, never by count: a digest is not a league table of organisations.
     by_organisation.sort(key=lambda row: row["organisation"])

@@ -231,20 +231,13 @@ _CLAIM_SQL = f"""
      WHERE id = %(claim)s
        AND (status = 'pending' OR (status = 'sending' AND claimed < %(stale)s))
 """  # noqa: S608
-# The previous row's "sent" goes with the next row's claim: one statement, one commit.
-_SENT_THEN_CLAIM_SQL = f"""
-    WITH finished AS (
-        UPDATE {_TABLE}
-           SET status = 'sent', sent = %(now)s, next_try = NULL, error = ''
-         WHERE id = %(sent)s AND status IN ('sending', 'handed')
-    )
-    {_CLAIM_SQL}
-"""  # noqa: S608
 _SENT_SQL = f"""
     UPDATE {_TABLE}
        SET status = 'sent', sent = %(now)s, next_try = NULL, error = ''
      WHERE id = %(sent)s AND status IN ('sending', 'handed')
 """  # noqa: S608
+# The previous row's "sent" goes with the next row's claim: one statement, one commit.
+_SENT_THEN_CLAIM_SQL = f"WITH finished AS ({_SENT_SQL}) {_CLAIM_SQL}"
 _HAND_OVER_SQL = f"UPDATE {_TABLE} SET status = 'handed' WHERE id = %s AND status = 'sending'"  # noqa: S608
 
 
